@@ -1,0 +1,3 @@
+from rlm_local.cli import main
+
+main()

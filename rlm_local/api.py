@@ -1,0 +1,100 @@
+"""The Python API: everything the CLI does, without the CLI.
+
+from rlm_local import RLM
+result = RLM().ask("What is the special magic number for X?", open("big.txt").read())
+print(result.answer)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rlm_local.cache import CallCache, ChatModel
+from rlm_local.config import Settings, load_settings
+from rlm_local.engine import Engine, RunOptions, RunResult
+from rlm_local.models import ModelStore
+from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.trace import TraceWriter, new_run_id
+
+
+class RLM:
+    """Holds the two models and the cache across questions, so the second question loads nothing."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        options: RunOptions | None = None,
+        *,
+        root: ChatModel | None = None,
+        sub: ChatModel | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.options = options or RunOptions()
+        self.store = ModelStore(self.settings.registry, self.settings.models_dir)
+        self._root = root
+        self._sub = sub
+        self._cache: CallCache | None = None
+
+    def _local(self, name_or_path: str) -> LocalModel:
+        resolved = self.store.resolve(name_or_path)
+        return LocalModel(
+            resolved,
+            BackendOptions(
+                n_threads=self.settings.n_threads, n_gpu_layers=self.settings.n_gpu_layers
+            ),
+        )
+
+    @property
+    def root(self) -> ChatModel:
+        if self._root is None:
+            self._root = self._local(self.settings.root)
+        return self._root
+
+    @property
+    def sub(self) -> ChatModel:
+        if self._sub is None:
+            self._sub = self._local(self.settings.sub)
+        return self._sub
+
+    @property
+    def cache(self) -> CallCache | None:
+        if self._cache is None and self.settings.use_cache:
+            self._cache = CallCache(self.settings.cache_dir, self.settings.cache_size_mb)
+        return self._cache
+
+    def ask(
+        self,
+        question: str,
+        context: str | dict[str, str],
+        *,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        options: RunOptions | None = None,
+    ) -> RunResult:
+        """Answer one question; the run's trace is written to runs/<id>.jsonl as it goes."""
+        root, sub = self.root, self.sub  # resolve both first: a missing model fails before work
+        engine = Engine(root, sub, self.cache, options or self.options)
+        run_id = new_run_id()
+        trace = TraceWriter(self.settings.runs_dir, run_id)
+        listeners = [trace] + ([on_event] if on_event else [])
+        try:
+            result = engine.run(question, context, listeners)
+        finally:
+            trace.close()
+        result.run_id = run_id
+        result.trace_path = str(trace.path)
+        return result
+
+    def close(self) -> None:
+        for model in (self._root, self._sub):
+            close = getattr(model, "close", None)
+            if close:
+                close()
+        if self._cache is not None:
+            self._cache.close()
+
+    def __enter__(self) -> RLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,510 @@
+"""`rlm-local` commands: thin click wrappers over the Python API, terminal output with rich.
+
+stdout carries answers and listings only; progress and notices go to stderr, so
+`rlm-local ask ... > answer.txt` works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from rlm_local.cache import CallCache
+from rlm_local.config import Settings, load_settings
+from rlm_local.errors import RlmLocalError
+from rlm_local.models import ModelStore
+from rlm_local.trace import list_runs, read_trace
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base: Settings = ctx.obj["settings_factory"](**overrides)
+    return base
+
+
+@contextmanager
+def _byte_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A progress bar for pulls and hashing; silent when stderr is not a terminal."""
+    if not enabled:
+        yield lambda description, done, total: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=None)
+
+        def update(description: str, done: int, total: int | None) -> None:
+            progress.update(task, description=description, completed=done, total=total)
+
+        yield update
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rlm-local")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A models.toml to read after the packaged one (default: $RLM_LOCAL_CONFIG or "
+    "~/.config/rlm-local/models.toml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None) -> None:
+    """Answer questions about inputs far larger than a model's window, with local models only.
+
+    Files live under $RLM_LOCAL_HOME (default ~/.cache/rlm-local): models/, cache/, runs/.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["settings_factory"] = lambda **kw: load_settings(config_file=config_file, **kw)
+
+
+# -- ask ----------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Live status on stderr from the engine's events; --verbose adds each cell's code/output."""
+
+    def __init__(self, verbose: bool, quiet: bool) -> None:
+        self.verbose = verbose
+        self.quiet = quiet
+        self.status = None if quiet else err.status("starting…")
+        self.turn = 0
+        self.sub_calls = 0
+        self.cached = 0
+
+    def __enter__(self) -> _Progress:
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "turn":
+            self.turn += 1
+            self.cached += int(bool(event.get("cached")))
+        elif kind == "sub_call":
+            self.sub_calls += 1
+            self.cached += int(bool(event.get("cached")))
+        elif kind == "run_start":
+            err.print(f"[dim]mode {event['mode']}: {event['context']}[/dim]")
+        if kind == "cell" and self.verbose:
+            depth = "  " * int(event.get("depth", 0))
+            err.rule(f"{depth}turn {event['turn']} (depth {event['depth']})", style="dim")
+            err.print(event["code"], markup=False)
+            if event.get("output"):
+                err.print("[dim]── output ──[/dim]")
+                err.print(event["output"].rstrip(), markup=False)
+            if event.get("error"):
+                err.print(f"[red]error:[/red] {event['error']}", markup=True)
+        if self.status is not None:
+            what = {"turn": "root model wrote code", "cell": "ran the code"}.get(
+                str(kind), "asked the sub-model" if kind == "sub_call" else str(kind)
+            )
+            self.status.update(
+                f"turn {self.turn} · {self.sub_calls} sub-calls · {self.cached} cached · "
+                f"{event.get('elapsed', 0):.0f} s · {what}"
+            )
+
+
+@cli.command()
+@click.argument("question")
+@click.argument("inputs", nargs=-1)
+@click.option("--root", help="Root model: a name from `models list` or a .gguf path.")
+@click.option("--sub", help="Sub-model for llm_query: a name or a .gguf path.")
+@click.option("--profile", help="A model pair from models.toml [profiles] (e.g. large).")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "rlm", "direct"]),
+    default="auto",
+    show_default=True,
+    help="direct: the root model reads the whole input; auto: direct only for short inputs.",
+)
+@click.option("--max-turns", type=click.IntRange(1, 200), default=10, show_default=True)
+@click.option("--max-sub-calls", type=click.IntRange(0, 100000), default=100, show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(1), default=1800.0, show_default=True)
+@click.option(
+    "--max-depth",
+    type=click.IntRange(0, 5),
+    default=1,
+    show_default=True,
+    help="Levels of rlm_query recursion; at the limit rlm_query becomes llm_query.",
+)
+@click.option("--cell-timeout", type=click.FloatRange(0.5), default=60.0, show_default=True)
+@click.option("--include", multiple=True, help="Glob of files to read from directories.")
+@click.option("--exclude", multiple=True, help="Glob of files to skip.")
+@click.option("--max-file-mb", type=click.FloatRange(0.001), default=64.0, show_default=True)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the model-call cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
+@click.option("-v", "--verbose", is_flag=True, help="Show each cell's code and output on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.pass_context
+def ask(
+    ctx: click.Context,
+    question: str,
+    inputs: tuple[str, ...],
+    root: str | None,
+    sub: str | None,
+    profile: str | None,
+    mode: str,
+    max_turns: int,
+    max_sub_calls: int,
+    max_seconds: float,
+    max_depth: int,
+    cell_timeout: float,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    max_file_mb: float,
+    no_cache: bool,
+    as_json: bool,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Answer QUESTION about INPUT files, directories, or standard input ('-' or a pipe).
+
+    One file becomes `context` as a str; several files or a directory become a dict of
+    path -> text. The answer alone goes to stdout.
+    """
+    # The engine (sandbox, llama.cpp) is imported here, so model and cache commands start fast.
+    from rlm_local.api import RLM
+    from rlm_local.engine import InputOptions, RunOptions, load_inputs
+    from rlm_local.sandbox import SandboxLimits
+
+    if not inputs:
+        if sys.stdin.isatty():
+            raise RlmLocalError("Give an input file or directory, or pipe text into rlm-local.")
+        inputs = ("-",)
+    settings = _settings(ctx, root=root, sub=sub, profile=profile, use_cache=not no_cache)
+    loaded = load_inputs(
+        list(inputs), InputOptions(include=include, exclude=exclude, max_file_mb=max_file_mb)
+    )
+    for notice in loaded.notices:
+        err.print(f"[yellow]note:[/yellow] {notice}")
+    options = RunOptions(
+        mode=mode,  # type: ignore[arg-type]
+        max_turns=max_turns,
+        max_sub_calls=max_sub_calls,
+        max_seconds=max_seconds,
+        max_depth=max_depth,
+        sandbox=SandboxLimits(wall_seconds=cell_timeout),
+    )
+    with RLM(settings, options) as rlm, _Progress(verbose, quiet or as_json) as progress:
+        result = rlm.ask(question, loaded.context, on_event=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    elif result.answer is not None:
+        click.echo(result.answer)
+    if not quiet:
+        s = result.stats
+        err.print(
+            f"[dim]{result.mode} · {s.turns} turns · {s.sub_calls} sub-calls · "
+            f"{s.cache_hits} cache hits · {result.seconds:.1f} s · trace {result.trace_path}[/dim]"
+        )
+    if result.answer is None:
+        err.print(
+            "[red]No answer within the budget;[/red] raise --max-turns or --max-seconds, "
+            f"or read the trace: rlm-local runs show {result.run_id}"
+        )
+        ctx.exit(2)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """List, pull, verify, import and remove local GGUF models."""
+
+
+def _store(ctx: click.Context) -> ModelStore:
+    settings = _settings(ctx)
+    return ModelStore(settings.registry, settings.models_dir)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def models_list(ctx: click.Context, as_json: bool) -> None:
+    """Show each known model, its role, and whether it is present and verified."""
+    settings = _settings(ctx)
+    store = ModelStore(settings.registry, settings.models_dir)
+    roles = {settings.root: "root", settings.sub: "sub"}
+    rows = store.list()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "role": roles.get(r.name),
+                        "size": r.size or r.spec.size,
+                        "present": r.present,
+                        "verified": r.verified,
+                        "path": str(r.path),
+                        "problem": r.problem,
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "role", "size", "state", "path"):
+        table.add_column(column)
+    for r in rows:
+        size = r.size or r.spec.size
+        state = (
+            "[green]verified[/green]"
+            if r.verified
+            else ("[red]unverified[/red]" if r.present else "[dim]not pulled[/dim]")
+        )
+        table.add_row(
+            r.name,
+            roles.get(r.name, ""),
+            f"{size / 1e9:.2f} GB" if size else "?",
+            state,
+            str(r.path) if r.present else "",
+        )
+    out.print(table)
+    for r in rows:
+        if r.problem:
+            err.print(f"[yellow]{r.problem}[/yellow]")
+
+
+@models.command("pull")
+@click.argument("names", nargs=-1)
+@click.option("--all", "pull_all", is_flag=True, help="Every model in the registry.")
+@click.option("--force", is_flag=True, help="Download again even if a verified copy exists.")
+@click.pass_context
+def models_pull(ctx: click.Context, names: tuple[str, ...], pull_all: bool, force: bool) -> None:
+    """Download models (default: the root and sub models) and verify their sha256."""
+    settings = _settings(ctx)
+    store = ModelStore(settings.registry, settings.models_dir)
+    if pull_all:
+        names = tuple(settings.registry.models)
+    elif not names:
+        names = tuple(dict.fromkeys([settings.root, settings.sub]))
+    for name in names:
+        started = time.monotonic()
+        with _byte_progress(err.is_terminal) as progress:
+            outcome = store.pull(name, progress, force=force)
+        if outcome.downloaded:
+            err.print(
+                f"[green]pulled[/green] {name} from {outcome.origin} "
+                f"in {time.monotonic() - started:.0f} s"
+            )
+        else:
+            err.print(f"{name} is already present and verified")
+
+
+@models.command("verify")
+@click.argument("names", nargs=-1)
+@click.pass_context
+def models_verify(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Hash present models in full and compare with the registry (default: all present)."""
+    store = _store(ctx)
+    names = names or tuple(s.name for s in store.list() if s.present)
+    if not names:
+        err.print("No model is present; run `rlm-local models pull`.")
+        return
+    for name in names:
+        with _byte_progress(err.is_terminal) as progress:
+            store.verify(name, progress)
+        err.print(f"[green]verified[/green] {name}")
+
+
+@models.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def models_import(ctx: click.Context, name: str, file: Path) -> None:
+    """Copy a GGUF FILE in as model NAME (for air-gapped machines); its sha256 must match."""
+    store = _store(ctx)
+    with _byte_progress(err.is_terminal) as progress:
+        store.import_file(name, file, progress)
+    err.print(f"[green]imported[/green] {file} as {name}")
+
+
+@models.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def models_rm(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Delete downloaded models."""
+    store = _store(ctx)
+    for name in names:
+        removed = store.remove(name)
+        err.print(f"removed {name}" if removed else f"{name} was not present")
+
+
+# -- cache --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect or clear the on-disk cache of model calls."""
+
+
+def _cache(ctx: click.Context) -> tuple[Settings, CallCache]:
+    settings = _settings(ctx)
+    return settings, CallCache(settings.cache_dir, settings.cache_size_mb)
+
+
+@cache.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cache_stats(ctx: click.Context, as_json: bool) -> None:
+    """Entries, size on disk, and hits/misses since the cache was created."""
+    _, call_cache = _cache(ctx)
+    stats = call_cache.stats()
+    if as_json:
+        click.echo(json.dumps({**asdict(stats), "directory": str(stats.directory)}))
+        return
+    total = stats.hits + stats.misses
+    rate = f"{100 * stats.hits / total:.0f}%" if total else "n/a"
+    click.echo(f"directory  {stats.directory}")
+    click.echo(f"entries    {stats.entries}")
+    click.echo(f"size       {stats.size_bytes / 1e6:.1f} MB")
+    click.echo(f"hits       {stats.hits}")
+    click.echo(f"misses     {stats.misses}")
+    click.echo(f"hit rate   {rate}")
+
+
+@cache.command("clear")
+@click.option("--model", help="Only the entries of this model (a name or .gguf path).")
+@click.pass_context
+def cache_clear(ctx: click.Context, model: str | None) -> None:
+    """Delete cached model calls."""
+    settings, call_cache = _cache(ctx)
+    identity = None
+    if model:
+        identity = ModelStore(settings.registry, settings.models_dir).resolve(model).sha256
+    removed = call_cache.clear(identity)
+    err.print(f"removed {removed} entries")
+
+
+@cache.command("path")
+@click.pass_context
+def cache_path(ctx: click.Context) -> None:
+    """Print the cache directory."""
+    click.echo(str(_settings(ctx).cache_dir))
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def runs() -> None:
+    """Past runs: each question's turns, cells and sub-calls (JSONL traces)."""
+
+
+@runs.command("list")
+@click.option("-n", "--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.pass_context
+def runs_list(ctx: click.Context, limit: int) -> None:
+    """The latest runs, newest first."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "question", "answer", "turns", "sub-calls", "seconds"):
+        table.add_column(column)
+    for s in list_runs(_settings(ctx).runs_dir)[:limit]:
+        table.add_row(
+            s.run_id,
+            s.question[:40],
+            (s.answer or "—")[:40],
+            str(s.turns),
+            str(s.sub_calls),
+            f"{s.seconds:.1f}" if s.seconds is not None else "—",
+        )
+    out.print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: str) -> None:
+    """Every turn, cell and sub-call of one run."""
+    path = _settings(ctx).runs_dir / f"{run_id}.jsonl"
+    if not path.is_file():
+        raise RlmLocalError(f"There is no run {run_id}; see `rlm-local runs list`.")
+    for event in read_trace(path):
+        kind = event.get("type")
+        indent = "  " * int(event.get("depth", 0) or 0)
+        if kind == "run_start":
+            out.print(f"[bold]{event['question']}[/bold]  ({event['mode']})")
+            out.print(f"[dim]{event['context']}[/dim]")
+        elif kind == "turn":
+            cached = " cached" if event.get("cached") else ""
+            out.print(f"{indent}[cyan]turn {event['turn']}[/cyan] {event['seconds']} s{cached}")
+            if event.get("code"):
+                out.print(event["code"], markup=False)
+        elif kind == "cell":
+            if event.get("error"):
+                out.print(f"{indent}[red]error:[/red] {event['error']}")
+            if event.get("output"):
+                out.print(f"{indent}[dim]{event['output'][:2000]}[/dim]", markup=False)
+        elif kind == "sub_call":
+            cached = "cached" if event.get("cached") else f"{event.get('seconds', 0)} s"
+            answer = str(event.get("answer", event.get("error", "")))[:120]
+            out.print(
+                f"{indent}  ↳ sub-call ({event.get('prompt_chars')} chars, {cached}): {answer}"
+            )
+        elif kind == "run_end":
+            out.print(f"[bold green]answer:[/bold green] {event.get('answer')}")
+
+
+def main() -> None:
+    """Entry point: a user-caused error is one sentence on stderr and exit status 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("Interrupted.")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except RlmLocalError as exc:
+        err.print(f"[red]Error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("Interrupted; the trace of this run so far is under runs/.")
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: still one line, with the way to see more
+        if os.environ.get("RLM_LOCAL_DEBUG"):
+            raise
+        err.print(
+            f"[red]Internal error:[/red] {type(exc).__name__}: {escape(str(exc))} "
+            "(set RLM_LOCAL_DEBUG=1 to see the traceback, and please report it)"
+        )
+        sys.exit(70)

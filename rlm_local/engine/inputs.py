@@ -1,0 +1,146 @@
+"""Files, directories or stdin become the sandbox's `context`: a str, or a dict path -> text."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlm_local.errors import InputError
+
+DEFAULT_EXCLUDES = (
+    ".git/*",
+    "*/.git/*",
+    "node_modules/*",
+    "*/node_modules/*",
+    "__pycache__/*",
+    "*/__pycache__/*",
+    ".venv/*",
+    "*/.venv/*",
+)
+SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    include: tuple[str, ...] = ()  # globs on relative paths; empty = everything
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = 64.0  # larger files are skipped with a notice
+    max_total_mb: float | None = None  # None: a quarter of the machine's memory
+
+
+@dataclass
+class LoadedInput:
+    context: str | dict[str, str]
+    sources: list[str]
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def total_chars(self) -> int:
+        if isinstance(self.context, str):
+            return len(self.context)
+        return sum(len(v) for v in self.context.values())
+
+
+def _memory_budget_bytes(options: InputOptions) -> int:
+    if options.max_total_mb is not None:
+        return int(options.max_total_mb * (1 << 20))
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def _read_text(path: Path, notices: list[str], max_bytes: int) -> str | None:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            notices.append(f"skipped {path}: {size >> 20} MiB is over the per-file limit")
+            return None
+        data = path.read_bytes()
+    except OSError as exc:
+        notices.append(f"skipped {path}: {exc.strerror}")
+        return None
+    if b"\x00" in data[:SNIFF_BYTES]:
+        notices.append(f"skipped {path}: binary file")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        if bad > len(text) // 100 + 10:
+            notices.append(f"skipped {path}: not UTF-8 text")
+            return None
+        notices.append(f"{path}: {bad} undecodable bytes replaced")
+        return text
+
+
+def _matches(rel: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(Path(rel).name, p) for p in patterns)
+
+
+def _walk(root: Path, options: InputOptions) -> Iterable[tuple[str, Path]]:
+    excludes = DEFAULT_EXCLUDES + options.exclude
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if _matches(rel, excludes):
+                continue
+            if options.include and not _matches(rel, options.include):
+                continue
+            if full.is_symlink():
+                continue
+            yield rel, full
+
+
+def load_inputs(paths: list[str], options: InputOptions | None = None) -> LoadedInput:
+    """One file or stdin gives a str; several files or a directory give a dict."""
+    options = options or InputOptions()
+    budget = _memory_budget_bytes(options)
+    max_file = int(options.max_file_mb * (1 << 20))
+    notices: list[str] = []
+    if not paths:
+        raise InputError("Give at least one input file or directory, or '-' for standard input.")
+    if paths == ["-"]:
+        text = sys.stdin.read(budget + 1)
+        if len(text) > budget:
+            raise InputError("Standard input is larger than the memory budget (--max-total-mb).")
+        return LoadedInput(text, ["<stdin>"], notices)
+
+    files: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            base = path.name if len(paths) > 1 else ""
+            for rel, full in _walk(path, options):
+                files[f"{base}/{rel}" if base else rel] = full
+        elif path.is_file():
+            files[raw] = path
+        else:
+            raise InputError(f"Input {raw} does not exist.")
+
+    single_file = len(paths) == 1 and Path(paths[0]).expanduser().is_file()
+    texts: dict[str, str] = {}
+    total = 0
+    for key, path in files.items():
+        text = _read_text(path, notices, max_file)
+        if text is None:
+            continue
+        total += len(text)
+        if total > budget:
+            raise InputError(
+                f"The inputs add up to more than {budget >> 20} MiB, over the memory budget; "
+                "narrow them with --include/--exclude or raise --max-total-mb."
+            )
+        texts[key] = text
+    if not texts:
+        raise InputError("None of the inputs holds readable text.")
+    if single_file:
+        return LoadedInput(next(iter(texts.values())), list(texts), notices)
+    return LoadedInput(texts, list(texts), notices)

@@ -1,0 +1,344 @@
+"""The RLM loop: the root model writes code, the sandbox runs it, the output becomes the next turn.
+
+The root conversation only ever grows (system prompt, then turns appended), so llama.cpp
+re-evaluates only the new suffix each turn. Every model call goes through the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
+from rlm_local.engine import prompts
+from rlm_local.errors import ContextOverflowError
+from rlm_local.sandbox import Sandbox, SandboxLimits
+
+Listener = Callable[[dict[str, Any]], None]
+Mode = Literal["auto", "rlm", "direct"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Budgets and knobs of one question; every one is a CLI flag."""
+
+    mode: Mode = "auto"
+    max_turns: int = 10
+    max_sub_calls: int = 100
+    max_seconds: float = 1800.0
+    max_depth: int = 1  # levels of rlm_query below the top run; at the limit it is llm_query
+    root_max_tokens: int = 384
+    sub_max_tokens: int = 256
+    output_chars: int = 2000  # a cell's printed output shown to the root model
+    direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+
+@dataclass
+class RunStats:
+    turns: int = 0
+    cells: int = 0
+    cell_errors: int = 0
+    sub_calls: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    prompt_tokens: int = 0  # tokens the models evaluated (cache hits count 0)
+    completion_tokens: int = 0
+    worker_restarts: int = 0
+
+
+@dataclass
+class RunResult:
+    answer: str | None
+    status: Literal["answered", "no_answer"]
+    mode: Literal["rlm", "direct"]
+    question: str
+    seconds: float
+    stats: RunStats
+    run_id: str | None = None
+    trace_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(data.pop("stats"))
+        return data
+
+
+class _Run:
+    """State of one question across its depths: counters, clock and event fan-out."""
+
+    def __init__(self, options: RunOptions, listeners: list[Listener]) -> None:
+        self.options = options
+        self.listeners = listeners
+        self.stats = RunStats()
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def out_of_time(self) -> bool:
+        return self.elapsed() > self.options.max_seconds
+
+    def emit(self, event: dict[str, Any]) -> None:
+        event.setdefault("elapsed", round(self.elapsed(), 2))
+        for listener in self.listeners:
+            listener(event)
+
+    def count(self, call: CachedCompletion) -> None:
+        if call.cached:
+            self.stats.cache_hits += 1
+        else:
+            self.stats.cache_misses += 1
+            self.stats.prompt_tokens += call.completion.prompt_tokens
+            self.stats.completion_tokens += call.completion.completion_tokens
+
+
+class Engine:
+    """Runs questions against a root and a sub-model; knows nothing of the CLI."""
+
+    def __init__(
+        self,
+        root: ChatModel,
+        sub: ChatModel,
+        cache: CallCache | None,
+        options: RunOptions,
+    ) -> None:
+        self.root = root
+        self.sub = sub
+        self.cache = cache
+        self.options = options
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def run(
+        self, question: str, context: str | dict[str, str], listeners: list[Listener]
+    ) -> RunResult:
+        run = _Run(self.options, listeners)
+        mode = self._choose_mode(question, context)
+        run.emit(
+            {
+                "type": "run_start",
+                "question": question,
+                "mode": mode,
+                "context": prompts.describe_context(context),
+                "options": asdict(self.options),
+            }
+        )
+        if mode == "direct":
+            answer = self._direct(question, context, run)
+        else:
+            answer = self._rlm(question, context, depth=0, run=run)
+        result = RunResult(
+            answer=answer,
+            status="answered" if answer is not None else "no_answer",
+            mode=mode,
+            question=question,
+            seconds=round(run.elapsed(), 2),
+            stats=run.stats,
+        )
+        run.emit({"type": "run_end", **result.to_dict()})
+        return result
+
+    # -- modes ----------------------------------------------------------------------------------
+
+    def _choose_mode(
+        self, question: str, context: str | dict[str, str]
+    ) -> Literal["rlm", "direct"]:
+        if self.options.mode != "auto":
+            return self.options.mode
+        chars = len(context) if isinstance(context, str) else sum(map(len, context.values()))
+        if chars > self.options.direct_max_tokens * 6:  # surely too long: skip tokenizing
+            return "rlm"
+        tokens = self.root.count_message_tokens(prompts.direct_messages(question, context))
+        return "direct" if tokens <= self.options.direct_max_tokens else "rlm"
+
+    def _direct(self, question: str, context: str | dict[str, str], run: _Run) -> str:
+        call = cached_chat(
+            self.root,
+            self.cache,
+            prompts.direct_messages(question, context),
+            max_tokens=self.options.root_max_tokens,
+        )
+        run.count(call)
+        run.stats.turns += 1
+        run.emit(self._turn_event(0, 1, call))
+        return call.completion.text.strip()
+
+    def _rlm(
+        self, question: str, context: str | dict[str, str], depth: int, run: _Run
+    ) -> str | None:
+        opts = self.options
+        limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
+        bridge = self._bridge(depth, run)
+        messages = [
+            {"role": "system", "content": prompts.ROOT_SYSTEM},
+            {
+                "role": "user",
+                "content": prompts.first_turn(question, prompts.describe_context(context)),
+            },
+        ]
+        previous_code: str | None = None
+        with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
+            for turn in range(1, opts.max_turns + 1):
+                reason = self._last_turn_reason(turn, run)
+                if reason:
+                    messages[-1]["content"] += "\n\n" + prompts.last_turn(question, reason)
+                call = cached_chat(
+                    self.root,
+                    self.cache,
+                    messages,
+                    max_tokens=opts.root_max_tokens,
+                    stop=[prompts.CODE_STOP],
+                    assistant_prefix=prompts.CODE_PREFIX,
+                )
+                run.count(call)
+                run.stats.turns += 1
+                code = call.completion.text.strip("\n")
+                run.emit(self._turn_event(depth, turn, call, code=code))
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": prompts.CODE_PREFIX + code + "\n" + prompts.CODE_STOP,
+                    }
+                )
+                if not code.strip():
+                    feedback = prompts.error_turn("your reply had no code.", "")
+                elif code == previous_code:
+                    feedback = prompts.repeat_turn(question)
+                else:
+                    previous_code = code
+                    result = sandbox.run(code)
+                    run.stats.cells += 1
+                    run.stats.worker_restarts += int(result.worker_restarted)
+                    run.stats.cell_errors += int(result.error is not None)
+                    run.emit(
+                        {
+                            "type": "cell",
+                            "depth": depth,
+                            "turn": turn,
+                            "code": code,
+                            "output": result.output,
+                            "error": result.error,
+                            "final": result.final,
+                            "seconds": round(result.seconds, 3),
+                            "worker_restarted": result.worker_restarted,
+                        }
+                    )
+                    if result.final is not None:
+                        return result.final
+                    if result.error:
+                        feedback = prompts.error_turn(result.error, result.output)
+                    else:
+                        feedback = prompts.output_turn(question, result.output)
+                if reason:
+                    break
+                messages.append({"role": "user", "content": feedback})
+        return None
+
+    def _last_turn_reason(self, turn: int, run: _Run) -> str | None:
+        if turn == self.options.max_turns:
+            return "This is your last turn."
+        if run.out_of_time():
+            return "Time is up."
+        if run.stats.sub_calls >= self.options.max_sub_calls:
+            return "No llm_query calls are left."
+        return None
+
+    # -- the functions the sandbox can call -----------------------------------------------------
+
+    def _bridge(self, depth: int, run: _Run) -> dict[str, Callable[..., Any]]:
+        def llm_query(prompt: Any) -> str:
+            return self._sub_call(str(prompt), depth, run)
+
+        def llm_query_batched(prompts_: list[Any]) -> list[str]:
+            if not isinstance(prompts_, list):
+                raise TypeError("llm_query_batched takes a list of prompts")
+            answers: dict[str, str] = {}
+            for p in map(str, prompts_):  # duplicates in a batch cost one call
+                if p not in answers:
+                    answers[p] = self._sub_call(p, depth, run)
+            return [answers[str(p)] for p in prompts_]
+
+        def rlm_query(question: Any, piece: Any) -> str:
+            piece_text = piece if isinstance(piece, str | dict) else str(piece)
+            if depth + 1 > self.options.max_depth:
+                body = piece_text if isinstance(piece_text, str) else str(piece_text)
+                return self._sub_call(f"{body}\n\nQuestion: {question}", depth, run)
+            answer = self._rlm(str(question), piece_text, depth + 1, run)
+            return answer if answer is not None else "(no answer found)"
+
+        return {
+            "llm_query": llm_query,
+            "call_llm": llm_query,
+            "llm_query_batched": llm_query_batched,
+            "rlm_query": rlm_query,
+        }
+
+    def _sub_call(self, prompt: str, depth: int, run: _Run) -> str:
+        if run.stats.sub_calls >= self.options.max_sub_calls:
+            raise RuntimeError(
+                f"the budget of {self.options.max_sub_calls} sub-calls is used up; "
+                "call FINAL with your best answer"
+            )
+        if run.out_of_time():
+            raise RuntimeError("the time budget is used up; call FINAL with your best answer")
+        run.stats.sub_calls += 1
+        started = time.monotonic()
+        try:
+            call = cached_chat(
+                self.sub,
+                self.cache,
+                prompts.sub_messages(prompt),
+                max_tokens=self.options.sub_max_tokens,
+            )
+        except ContextOverflowError as exc:
+            run.emit(
+                {
+                    "type": "sub_call",
+                    "depth": depth,
+                    "prompt": prompt[:20000],
+                    "prompt_chars": len(prompt),
+                    "error": "context overflow",
+                    "prompt_tokens": exc.prompt_tokens,
+                }
+            )
+            return prompts.sub_overflow_message(exc.prompt_tokens, exc.limit)
+        run.count(call)
+        text = call.completion.text.strip()
+        run.emit(
+            {
+                "type": "sub_call",
+                "depth": depth,
+                "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16],
+                "prompt": prompt[:20000],
+                "prompt_chars": len(prompt),
+                "answer": text,
+                "cached": call.cached,
+                "cacheable": call.cacheable,
+                "seconds": round(time.monotonic() - started, 3),
+                "prompt_tokens": call.completion.prompt_tokens,
+                "completion_tokens": call.completion.completion_tokens,
+            }
+        )
+        return text
+
+    @staticmethod
+    def _turn_event(depth: int, turn: int, call: CachedCompletion, code: str | None = None) -> dict:
+        event = {
+            "type": "turn",
+            "depth": depth,
+            "turn": turn,
+            "cached": call.cached,
+            "cacheable": call.cacheable,
+            "prompt_tokens": call.completion.prompt_tokens,
+            "completion_tokens": call.completion.completion_tokens,
+            "seconds": round(call.completion.seconds, 3) if not call.cached else 0.0,
+        }
+        if code is not None:
+            event["code"] = code
+        else:
+            event["text"] = call.completion.text
+        return event

@@ -1,0 +1,114 @@
+"""Every text the models see, in one place.
+
+Written for 1.5B-class models: one short system prompt that never changes (llama.cpp keeps its
+evaluated prefix across turns), worked examples instead of rules, and turn messages that ask one
+concrete question ("does this output answer it?") rather than "continue".
+"""
+
+from __future__ import annotations
+
+ROOT_SYSTEM = """\
+You answer a question about a long text you cannot see. The text is stored in the Python \
+variable `context`. You write Python code; you see only what the code prints.
+
+Reply with one ```python block, nothing else. Available in the code:
+- context: the text (a str), or a dict of file path -> text
+- grep(pattern) -> list of snippets around each regex match in context (case-insensitive)
+- chunks(size=8000) -> list of pieces of context
+- llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
+- FINAL(answer): give the final answer and stop
+
+Example, to find a fact:
+```python
+hits = grep("magic number")
+print(len(hits))
+print(hits[:5])
+```
+Example, when every part must be read (summaries, classifying, counting by meaning):
+```python
+notes = []
+for piece in chunks():
+    notes.append(llm_query(piece + "\\n\\nList every sentence about the budget."))
+print(notes)
+```
+Example, when the printed output shows the answer:
+```python
+FINAL("The answer is 42.")
+```"""
+
+SUB_SYSTEM = "Answer briefly and precisely, using only the text you are given."
+
+DIRECT_SYSTEM = "Answer the question using only the text you are given. Be brief and precise."
+
+CODE_PREFIX = "```python\n"
+CODE_STOP = "```"
+
+
+def describe_context(context: str | dict[str, str], preview_chars: int = 300) -> str:
+    """What the root model learns about `context`: its shape and a peek, never its content."""
+    if isinstance(context, str):
+        chars = len(context)
+        head = context[:preview_chars].replace("\n", " ")
+        return (
+            f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens). "
+            f"It starts: {head!r}"
+        )
+    total = sum(len(v) for v in context.values())
+    names = sorted(context)
+    shown = ", ".join(f"{n} ({len(context[n]):,} chars)" for n in names[:12])
+    more = f", and {len(names) - 12} more" if len(names) > 12 else ""
+    return (
+        f"`context` is a dict of {len(names):,} files (path -> text), {total:,} characters in all "
+        f"(about {total // 4:,} tokens). Files: {shown}{more}."
+    )
+
+
+def first_turn(question: str, description: str) -> str:
+    return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
+
+
+def output_turn(question: str, output: str) -> str:
+    shown = output if output.strip() else "(nothing was printed; use print() to see values)"
+    return (
+        f"Output:\n{shown}\n\n"
+        f"Does this output answer the question: {question}\n"
+        "If yes, reply with code calling FINAL(answer). If not, write code for the next step."
+    )
+
+
+def error_turn(error: str, output: str) -> str:
+    printed = f"Output before the error:\n{output}\n" if output.strip() else ""
+    return f"{printed}Error: {error}\nFix the code and try again."
+
+
+def repeat_turn(question: str) -> str:
+    return (
+        "You already ran exactly this code; its output is above. Write different code, "
+        f"or call FINAL(answer) if the output answers: {question}"
+    )
+
+
+def last_turn(question: str, reason: str) -> str:
+    return f"{reason} Reply with code calling FINAL(answer) with your best answer to: {question}"
+
+
+def sub_messages(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SUB_SYSTEM}, {"role": "user", "content": prompt}]
+
+
+def direct_messages(question: str, context: str | dict[str, str]) -> list[dict[str, str]]:
+    if isinstance(context, dict):
+        text = "\n\n".join(f"### {path}\n{body}" for path, body in sorted(context.items()))
+    else:
+        text = context
+    return [
+        {"role": "system", "content": DIRECT_SYSTEM},
+        {"role": "user", "content": f"{text}\n\nQuestion: {question}"},
+    ]
+
+
+def sub_overflow_message(prompt_tokens: int, limit: int) -> str:
+    return (
+        f"[llm_query error: the prompt has about {prompt_tokens} tokens, more than the sub-model's "
+        f"limit of {limit}. Split the text into smaller pieces, e.g. chunks(size=8000).]"
+    )
