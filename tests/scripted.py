@@ -1,0 +1,46 @@
+"""A scripted chat model for testing the loop's logic (never the only test of a feature)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from rlm_local.models.backend import Completion
+
+
+class ScriptedModel:
+    """Replies from a list (root) or a function of the last user message (sub); records prompts."""
+
+    def __init__(
+        self,
+        replies: list[str] | None = None,
+        answer: Callable[[str], str] | None = None,
+        n_ctx: int = 4096,
+        identity: str | None = None,
+    ) -> None:
+        self.replies = list(replies or [])
+        self.answer = answer
+        self.n_ctx = n_ctx
+        # Distinct per instance unless given: the cache must not mix two scripts' replies.
+        self.identity = identity or uuid.uuid4().hex
+        self.calls: list[list[dict[str, str]]] = []
+
+    def count_message_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(len(m["content"]) // 4 + 5 for m in messages) + 3
+
+    def chat(self, messages: list[dict[str, str]], **params: Any) -> Completion:
+        from rlm_local.errors import ContextOverflowError
+
+        tokens = self.count_message_tokens(messages)
+        limit = self.n_ctx - params["max_tokens"]
+        if tokens > limit:
+            raise ContextOverflowError("too long", prompt_tokens=tokens, limit=limit)
+        self.calls.append([dict(m) for m in messages])
+        if self.answer is not None:
+            text = self.answer(messages[-1]["content"])
+        else:
+            if not self.replies:
+                raise AssertionError("the scripted model ran out of replies")
+            text = self.replies.pop(0)
+        return Completion(text, tokens, len(text) // 4, 0.0, "stop")

@@ -1,0 +1,74 @@
+"""The whole product on the real default models, through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.haystack import niah_text
+from rlm_local.models import ResolvedModel
+from rlm_local.trace import read_trace
+
+REPO = Path(__file__).parent.parent
+
+
+def _ask(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RLM_LOCAL_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_local", "ask", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env,
+        timeout=900,
+    )
+
+
+@pytest.fixture
+def home_with_models(
+    tmp_path: Path, root_model_file: ResolvedModel, sub_model_file: ResolvedModel
+) -> Path:
+    """A fresh home (empty cache, no runs) whose models/ links to the real verified models."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(root_model_file.path.parent, target_is_directory=True)
+    return home
+
+
+def test_needle_in_a_long_text_through_the_cli(tmp_path: Path, home_with_models: Path) -> None:
+    text, needle = niah_text(120_000, seed=4242)
+    big = tmp_path / "big.txt"
+    big.write_text(text)
+    assert len(text) >= 100_000
+
+    result = _ask(needle.question, str(big), "--json", home=home_with_models)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert needle.value in data["answer"]
+    assert data["mode"] == "rlm" and data["turns"] >= 1
+    trace = read_trace(Path(data["trace_path"]))
+    assert trace[0]["type"] == "run_start" and trace[-1]["type"] == "run_end"
+    assert any(e["type"] == "cell" for e in trace)
+    # The root model never saw the text: no prompt held the needle except through cell output.
+    assert text[:5000] not in json.dumps(trace)
+
+    again = _ask(needle.question, str(big), "--json", home=home_with_models)
+    second = json.loads(again.stdout)
+    assert second["answer"] == data["answer"]
+    assert second["cache_misses"] == 0 and second["cache_hits"] >= 1  # nothing recomputed
+
+
+def test_stdin_short_input_is_answered_directly(home_with_models: Path) -> None:
+    result = _ask(
+        "What colour is the door?",
+        home=home_with_models,
+        stdin="The house at the end of the lane has a bright green door and two windows.",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "green" in result.stdout.lower()
+    assert "mode direct" in result.stderr

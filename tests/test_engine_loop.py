@@ -1,0 +1,179 @@
+"""The loop's logic with scripted models, the real sandbox worker and the real cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scripted import ScriptedModel
+
+from rlm_local.api import RLM
+from rlm_local.cache import CallCache
+from rlm_local.config import load_settings
+from rlm_local.engine import RunOptions
+from rlm_local.trace import read_trace
+
+TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
+
+
+def _rlm(tmp_home: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts) -> RLM:
+    options = RunOptions(mode="rlm", **opts)
+    sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
+    return RLM(load_settings(), options, root=root, sub=sub)
+
+
+def _last_user(model: ScriptedModel, call: int = -1) -> str:
+    return model.calls[call][-1]["content"]
+
+
+def test_final_from_code(tmp_home: Path) -> None:
+    root = ScriptedModel(["hits = grep('secret code')\nprint(hits[0])", "FINAL('4417')"])
+    result = _rlm(tmp_home, root).ask("What is the secret code?", TEXT)
+    assert result.answer == "4417"
+    assert result.status == "answered"
+    assert result.stats.turns == 2
+    second_prompt = _last_user(root, 1)
+    assert "The secret code is 4417" in second_prompt  # the cell's output was fed back
+    assert "Does this output answer the question: What is the secret code?" in second_prompt
+    first_prompt = root.calls[0][1]["content"]
+    assert "str of 1,000 characters" in first_prompt  # a description and a short preview
+    assert TEXT[:400] not in first_prompt
+
+
+def test_final_var_and_trace(tmp_home: Path) -> None:
+    root = ScriptedModel(["answer = context.count('secret')\nFINAL_VAR('answer')"])
+    result = _rlm(tmp_home, root).ask("How many secrets?", TEXT)
+    assert result.answer == "20"
+    events = read_trace(Path(result.trace_path))
+    kinds = [e["type"] for e in events]
+    assert kinds == ["run_start", "turn", "cell", "run_end"]
+    assert events[2]["final"] == "20"
+    assert events[-1]["answer"] == "20"
+
+
+def test_code_error_is_fed_back_and_fixed(tmp_home: Path) -> None:
+    root = ScriptedModel(["print(undefined_name)", "FINAL(len(context))"])
+    result = _rlm(tmp_home, root).ask("How long?", TEXT)
+    assert result.answer == str(len(TEXT))
+    feedback = _last_user(root, 1)
+    assert "NameError" in feedback and "undefined_name" in feedback
+    assert "Fix the code" in feedback
+    assert result.stats.cell_errors == 1
+
+
+def test_reply_without_code_and_repeated_code(tmp_home: Path) -> None:
+    root = ScriptedModel(["", "print(1)", "print(1)", "FINAL('one')"])
+    result = _rlm(tmp_home, root).ask("q?", TEXT)
+    assert result.answer == "one"
+    assert "no code" in _last_user(root, 1)
+    assert "already ran exactly this code" in _last_user(root, 3)
+    assert result.stats.cells == 2  # the repeat was not run again
+
+
+def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:
+    root = ScriptedModel(["print(1)", "print(2)", "print(3)"])
+    result = _rlm(tmp_home, root, max_turns=3).ask("q?", TEXT)
+    assert result.answer is None and result.status == "no_answer"
+    assert "This is your last turn" in _last_user(root, 2)
+    assert "last turn" not in _last_user(root, 1)
+
+    root = ScriptedModel(["print(1)", "FINAL('best guess')"])
+    result = _rlm(tmp_home, root, max_turns=2).ask("q?", TEXT)
+    assert result.answer == "best guess"
+
+
+def test_sub_calls_budget_and_batching(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=lambda p: f"len={len(p)}")
+    root = ScriptedModel(
+        [
+            "r = llm_query_batched(['a', 'bb', 'a'])\nprint(r)",
+            "x = [llm_query(str(i)) for i in range(5)]",
+            "FINAL('done')",
+        ]
+    )
+    result = _rlm(tmp_home, root, sub, max_sub_calls=4).ask("q?", TEXT)
+    assert "['len=1', 'len=2', 'len=1']" in _last_user(root, 1)
+    assert len(sub.calls) == 4  # 2 for the deduplicated batch, then 2 more until the budget
+    assert "budget of 4 sub-calls is used up" in _last_user(root, 2)
+    assert "No llm_query calls are left" in _last_user(root, 2)
+    assert result.answer == "done"
+
+
+def test_sub_call_overflow_is_a_readable_error(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=lambda p: "never", n_ctx=600)
+    root = ScriptedModel(["print(llm_query(context * 10))", "FINAL('ok')"])
+    _rlm(tmp_home, root, sub).ask("q?", TEXT)
+    feedback = _last_user(root, 1)
+    assert "llm_query error" in feedback and "Split the text" in feedback
+    assert sub.calls == []
+
+
+def test_depth_limit_turns_rlm_query_into_llm_query(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=lambda p: "from-sub")
+    root = ScriptedModel(["FINAL(rlm_query('What code?', context[:60]))"])
+    result = _rlm(tmp_home, root, sub, max_depth=0).ask("q?", TEXT)
+    assert result.answer == "from-sub"
+    assert "Question: What code?" in sub.calls[0][-1]["content"]
+
+    sub = ScriptedModel(answer=lambda p: "from-sub")
+    root = ScriptedModel(
+        [
+            "FINAL(rlm_query('What code?', context[:200]))",  # depth 0
+            "FINAL(context[-20:])",  # the child run at depth 1 answers from its own piece
+        ]
+    )
+    result = _rlm(tmp_home, root, sub, max_depth=1).ask("q?", TEXT)
+    assert result.answer == TEXT[:200][-20:]
+    assert "str of 200 characters" in root.calls[1][1]["content"]
+    assert sub.calls == []
+
+
+def test_long_output_is_truncated_for_the_root(tmp_home: Path) -> None:
+    root = ScriptedModel(["print('x' * 50000)", "FINAL('ok')"])
+    _rlm(tmp_home, root, output_chars=1000).ask("q?", TEXT)
+    feedback = _last_user(root, 1)
+    assert "characters cut" in feedback
+    assert len(feedback) < 1600
+
+
+def test_root_turns_are_cached(tmp_home: Path) -> None:
+    replies = ["print(len(context))", "FINAL('n')"]
+    first = _rlm(tmp_home, ScriptedModel(list(replies), identity="same")).ask("q?", TEXT)
+    empty = ScriptedModel([], identity="same")  # a second run must not need the model at all
+    second = _rlm(tmp_home, empty).ask("q?", TEXT)
+    assert second.answer == first.answer == "n"
+    assert second.stats.cache_hits == 2 and second.stats.cache_misses == 0
+    assert CallCache(load_settings().cache_dir).stats().entries == 2
+
+
+def test_direct_mode_for_short_inputs(tmp_home: Path) -> None:
+    root = ScriptedModel(["4417"])
+    rlm = RLM(load_settings(), RunOptions(mode="auto"), root=root, sub=ScriptedModel([]))
+    result = rlm.ask("What is the secret code?", "The secret code is 4417.")
+    assert result.mode == "direct" and result.answer == "4417"
+    assert "The secret code is 4417." in root.calls[0][-1]["content"]
+
+
+def test_result_json_has_the_documented_fields(tmp_home: Path) -> None:
+    root = ScriptedModel(["FINAL('x')"])
+    data = _rlm(tmp_home, root).ask("q?", TEXT).to_dict()
+    json.dumps(data)
+    for key in (
+        "answer",
+        "turns",
+        "sub_calls",
+        "cache_hits",
+        "prompt_tokens",
+        "seconds",
+        "trace_path",
+    ):
+        assert key in data
+
+
+@pytest.mark.parametrize("context", [{"a.py": "x = 1\n", "b/c.py": "secret = 4417\n"}])
+def test_dict_context(tmp_home: Path, context: dict[str, str]) -> None:
+    root = ScriptedModel(["FINAL(grep('secret')[0])"])
+    result = _rlm(tmp_home, root).ask("q?", context)
+    assert "b/c.py" in result.answer and "4417" in result.answer
+    assert "dict of 2 files" in root.calls[0][1]["content"]
