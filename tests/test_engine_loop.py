@@ -177,3 +177,16 @@ def test_dict_context(tmp_home: Path, context: dict[str, str]) -> None:
     result = _rlm(tmp_home, root).ask("q?", context)
     assert "b/c.py" in result.answer and "4417" in result.answer
     assert "dict of 2 files" in root.calls[0][1]["content"]
+
+
+def test_a_conversation_that_outgrows_the_window_is_compacted(tmp_home: Path) -> None:
+    root = ScriptedModel(
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1300
+    )
+    result = _rlm(tmp_home, root).ask("q?", TEXT)
+    assert result.answer == "compacted"
+    last = root.calls[-1]
+    assert len(last) == 4  # system, task, the latest exchange
+    assert "too long to go on" in last[-1]["content"]
+    events = read_trace(Path(result.trace_path))
+    assert any(e["type"] == "compacted" for e in events)

@@ -7,6 +7,7 @@ re-evaluates only the new suffix each turn. Every model call goes through the ca
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,18 @@ class RunResult:
         data = asdict(self)
         data.update(data.pop("stats"))
         return data
+
+
+def _as_context(piece: Any) -> str | dict[str, str]:
+    """A piece handed to rlm_query becomes a context the sandbox accepts."""
+    if isinstance(piece, str):
+        return piece
+    if isinstance(piece, dict):
+        return {
+            str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+            for k, v in piece.items()
+        }
+    return json.dumps(piece, ensure_ascii=False)
 
 
 class _Run:
@@ -186,14 +199,21 @@ class Engine:
                 reason = self._last_turn_reason(turn, run)
                 if reason:
                     messages[-1]["content"] += "\n\n" + prompts.last_turn(question, reason)
-                call = cached_chat(
-                    self.root,
-                    self.cache,
-                    messages,
-                    max_tokens=opts.root_max_tokens,
-                    stop=[prompts.CODE_STOP],
-                    assistant_prefix=prompts.CODE_PREFIX,
-                )
+                try:
+                    call = self._root_turn(messages)
+                except ContextOverflowError:
+                    # The conversation outgrew the window: keep the task and the latest exchange,
+                    # and ask for the answer. The prefix cache is lost, the run is not.
+                    reason = "The conversation is too long to go on."
+                    messages = messages[:2] + messages[-2:]
+                    messages[-1] = {
+                        "role": "user",
+                        "content": messages[-1]["content"][-4000:]
+                        + "\n\n"
+                        + prompts.last_turn(question, reason),
+                    }
+                    run.emit({"type": "compacted", "depth": depth, "turn": turn})
+                    call = self._root_turn(messages)
                 run.count(call)
                 run.stats.turns += 1
                 code = call.completion.text.strip("\n")
@@ -238,6 +258,16 @@ class Engine:
                 messages.append({"role": "user", "content": feedback})
         return None
 
+    def _root_turn(self, messages: list[dict[str, str]]) -> CachedCompletion:
+        return cached_chat(
+            self.root,
+            self.cache,
+            messages,
+            max_tokens=self.options.root_max_tokens,
+            stop=[prompts.CODE_STOP],
+            assistant_prefix=prompts.CODE_PREFIX,
+        )
+
     def _last_turn_reason(self, turn: int, run: _Run) -> str | None:
         if turn == self.options.max_turns:
             return "This is your last turn."
@@ -263,11 +293,10 @@ class Engine:
             return [answers[str(p)] for p in prompts_]
 
         def rlm_query(question: Any, piece: Any) -> str:
-            piece_text = piece if isinstance(piece, str | dict) else str(piece)
             if depth + 1 > self.options.max_depth:
-                body = piece_text if isinstance(piece_text, str) else str(piece_text)
+                body = piece if isinstance(piece, str) else json.dumps(piece, ensure_ascii=False)
                 return self._sub_call(f"{body}\n\nQuestion: {question}", depth, run)
-            answer = self._rlm(str(question), piece_text, depth + 1, run)
+            answer = self._rlm(str(question), _as_context(piece), depth + 1, run)
             return answer if answer is not None else "(no answer found)"
 
         return {
