@@ -1,0 +1,124 @@
+"""The methods compared on the same models and tasks: rlm (ours), direct, chunked.
+
+Each returns a MethodResult with the same measurements, so the table can put them side by side.
+All model calls go through the same cache (or none, with --no-cache).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_local.api import RLM
+from rlm_local.cache import CachedCompletion, cached_chat
+from rlm_local.engine import RunOptions
+from rlm_local.engine.prompts import direct_messages, sub_messages
+
+CHUNK_CHARS = 6000
+NONE_MARK = "NONE"
+
+
+@dataclass
+class MethodResult:
+    answer: str | None
+    seconds: float
+    turns: int = 0
+    sub_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    notes: list[str] = field(default_factory=list)
+    trace_path: str | None = None
+
+    def count(self, call: CachedCompletion) -> None:
+        if call.cached:
+            self.cache_hits += 1
+        else:
+            self.cache_misses += 1
+            self.prompt_tokens += call.completion.prompt_tokens
+            self.completion_tokens += call.completion.completion_tokens
+
+
+def _flatten(context: str | dict[str, str]) -> str:
+    if isinstance(context, str):
+        return context
+    return "\n\n".join(f"### {path}\n{text}" for path, text in sorted(context.items()))
+
+
+def run_rlm(rlm: RLM, question: str, context: str | dict[str, str], **_: Any) -> MethodResult:
+    result = rlm.ask(
+        question, context, options=RunOptions(**{**rlm.options.__dict__, "mode": "rlm"})
+    )
+    s = result.stats
+    return MethodResult(
+        answer=result.answer,
+        seconds=result.seconds,
+        turns=s.turns,
+        sub_calls=s.sub_calls,
+        prompt_tokens=s.prompt_tokens,
+        completion_tokens=s.completion_tokens,
+        cache_hits=s.cache_hits,
+        cache_misses=s.cache_misses,
+        trace_path=result.trace_path,
+    )
+
+
+def run_direct(rlm: RLM, question: str, context: str | dict[str, str], **_: Any) -> MethodResult:
+    """The root model reads the input itself; what does not fit its window is cut (and said)."""
+    started = time.monotonic()
+    root = rlm.root
+    text = _flatten(context)
+    max_tokens = 256
+    room = root.n_ctx - max_tokens - root.count_message_tokens(direct_messages(question, ""))
+    out = MethodResult(answer=None, seconds=0.0)
+    tokens = root.count_tokens(text)
+    if tokens > room:
+        keep = int(len(text) * room / tokens * 0.97)
+        out.notes.append(f"truncated to {keep:,} of {len(text):,} characters ({room} tokens)")
+        text = text[:keep]
+    call = cached_chat(root, rlm.cache, direct_messages(question, text), max_tokens=max_tokens)
+    out.count(call)
+    out.turns = 1
+    out.answer = call.completion.text.strip()
+    out.seconds = round(time.monotonic() - started, 2)
+    return out
+
+
+def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any) -> MethodResult:
+    """Map-reduce: one sub-model call per fixed-size chunk, one root call to combine."""
+    started = time.monotonic()
+    text = _flatten(context)
+    out = MethodResult(answer=None, seconds=0.0)
+    notes: list[str] = []
+    for start in range(0, len(text), CHUNK_CHARS):
+        piece = text[start : start + CHUNK_CHARS]
+        prompt = (
+            f"{piece}\n\nQuestion: {question}\nAnswer from this text only, briefly. "
+            f"If this text does not help, reply {NONE_MARK}."
+        )
+        call = cached_chat(rlm.sub, rlm.cache, sub_messages(prompt), max_tokens=128)
+        out.count(call)
+        out.sub_calls += 1
+        answer = call.completion.text.strip()
+        if answer and NONE_MARK not in answer.upper()[:12]:
+            notes.append(f"- part {len(notes) + 1}: {answer}")
+    combined = "\n".join(notes) or "(no part had anything relevant)"
+    combine_prompt = [
+        {"role": "system", "content": "Combine partial answers into one final answer. Be brief."},
+        {
+            "role": "user",
+            "content": f"Partial answers from parts of a long text:\n{combined[-12000:]}\n\n"
+            f"Question: {question}\nFinal answer:",
+        },
+    ]
+    call = cached_chat(rlm.root, rlm.cache, combine_prompt, max_tokens=256)
+    out.count(call)
+    out.turns = 1
+    out.answer = call.completion.text.strip()
+    out.seconds = round(time.monotonic() - started, 2)
+    return out
+
+
+METHODS = {"rlm": run_rlm, "direct": run_direct, "chunked": run_chunked}

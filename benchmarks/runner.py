@@ -1,0 +1,207 @@
+"""`python -m benchmarks run`: tasks x methods on the same models, raw JSONL and a markdown table.
+
+    python -m benchmarks run --suite niah --sizes 8k,32k --n 5 --no-cache
+
+Raw rows go to benchmarks/results/<suite>[-<tag>].jsonl (appended; each row names its machine and
+commit); the table benchmarks/results/<suite>[-<tag>].md is rebuilt from all rows of that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from benchmarks.methods import METHODS
+from benchmarks.tasks import SUITES, make_tasks, score
+from rlm_local.api import RLM
+from rlm_local.config import load_settings
+from rlm_local.engine import RunOptions
+
+RESULTS = Path(__file__).parent / "results"
+err = Console(stderr=True)
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    for suffix, factor in (("k", 1024), ("m", 1024 * 1024)):
+        if text.endswith(suffix):
+            return int(float(text[:-1]) * factor)
+    return int(text)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import llama_cpp
+
+        llama = f"llama-cpp-python {llama_cpp.__version__}"
+        features = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+    except Exception:  # the scripted smoke run needs no llama.cpp
+        llama, features = "not loaded", ""
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "llama": llama,
+        "llama_features": features[:300],
+        "python": platform.python_version(),
+    }
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run(args: argparse.Namespace) -> Path:
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    methods = args.methods.split(",")
+    for m in methods:
+        if m not in METHODS:
+            raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    settings = load_settings(use_cache=not args.no_cache)
+    if args.home:
+        settings = settings.with_overrides(home=Path(args.home))
+    options = RunOptions(max_turns=args.max_turns, max_sub_calls=args.max_sub_calls)
+    if args.scripted:
+        from benchmarks.scripted import scripted_models
+
+        root, sub = scripted_models()
+        rlm = RLM(settings, options, root=root, sub=sub)
+    else:
+        rlm = RLM(settings, options)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = args.suite + (f"-{args.tag}" if args.tag else "")
+    raw = out_dir / f"{name}.jsonl"
+    info = {"machine": machine(), "commit": commit(), "cache": not args.no_cache}
+    jobs = [(size, task, method) for size in sizes for task in make_tasks(args.suite, size, args.n)
+            for method in methods]  # fmt: skip
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=args.quiet,
+        ) as progress,
+        raw.open("a", encoding="utf-8") as fh,
+    ):
+        bar = progress.add_task(name, total=len(jobs))
+        for size, task, method in jobs:
+            progress.update(bar, description=f"{task.task_id} · {method}")
+            started = time.monotonic()
+            try:
+                result = METHODS[method](rlm, task.question, task.context)
+                error = None
+            except Exception as exc:  # a failed method is a row with its error, not a crash
+                result, error = None, f"{type(exc).__name__}: {exc}"
+            row = {
+                "suite": args.suite,
+                "task": task.task_id,
+                "size_tokens": size,
+                "method": method,
+                "expected": task.answer,
+                "score": score(task, result.answer) if result else 0.0,
+                "error": error,
+                **(asdict(result) if result else {"seconds": time.monotonic() - started}),
+                **info,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            progress.advance(bar)
+    rlm.close()
+    table = out_dir / f"{name}.md"
+    table.write_text(render_table(raw, name), encoding="utf-8")
+    err.print(f"raw rows: {raw}\ntable: {table}")
+    return table
+
+
+def render_table(raw: Path, title: str) -> str:
+    rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["size_tokens"], row["method"])].append(row)
+    machines = sorted({f"{r['machine']['cpu']}, {r['machine']['cores']} cores, "
+                       f"{r['machine']['llama']}" for r in rows})  # fmt: skip
+    commits = sorted({r["commit"] for r in rows})
+    lines = [
+        f"# {title}",
+        "",
+        f"Machine: {'; '.join(machines)}. Commit(s): {', '.join(commits)}. "
+        f"Cache: {'on' if all(r['cache'] for r in rows) else 'off (or mixed)'}.",
+        "",
+        "| size (tokens) | method | score | n | median s | turns | sub-calls | tokens evaluated "
+        "| cache hit rate | errors | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (size, method), group in sorted(groups.items()):
+        hits = sum(r.get("cache_hits", 0) for r in group)
+        misses = sum(r.get("cache_misses", 0) for r in group)
+        notes = sorted({n for r in group for n in r.get("notes", [])})
+        lines.append(
+            f"| {size:,} | {method} | {statistics.mean(r['score'] for r in group):.2f} "
+            f"| {len(group)} | {statistics.median(r['seconds'] for r in group):.1f} "
+            f"| {statistics.mean(r.get('turns', 0) for r in group):.1f} "
+            f"| {statistics.mean(r.get('sub_calls', 0) for r in group):.1f} "
+            f"| {statistics.median(r.get('prompt_tokens', 0) for r in group):,.0f} "
+            f"| {hits / (hits + misses) if hits + misses else 0:.0%} "
+            f"| {sum(1 for r in group if r.get('error'))} "
+            f"| {'; '.join(notes)[:120]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a suite and write results/<suite>.jsonl and .md")
+    r.add_argument("--suite", choices=sorted(SUITES), required=True)
+    r.add_argument("--sizes", default="8k", help="comma-separated token counts, e.g. 8k,32k,1m")
+    r.add_argument("--n", type=int, default=5, help="tasks per size")
+    r.add_argument("--methods", default="rlm,direct,chunked")
+    r.add_argument("--no-cache", action="store_true", help="honest timing: no cache reads/writes")
+    r.add_argument("--max-turns", type=int, default=10)
+    r.add_argument("--max-sub-calls", type=int, default=100)
+    r.add_argument("--tag", default="", help="suffix of the result files, e.g. baseline")
+    r.add_argument("--out", default=str(RESULTS))
+    r.add_argument("--home", help="RLM_LOCAL_HOME for this run (cache and traces)")
+    r.add_argument("--scripted", action="store_true", help="scripted models (smoke test only)")
+    r.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("table", help="rebuild a markdown table from a results .jsonl")
+    t.add_argument("raw", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "table":
+        args.raw.with_suffix(".md").write_text(render_table(args.raw, args.raw.stem))
+        return
+    run(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
