@@ -35,7 +35,7 @@ from rlm_local.errors import RlmLocalError
 from rlm_local.models import ModelStore
 from rlm_local.trace import list_runs, read_trace
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 

@@ -1,0 +1,151 @@
+"""grep and chunks: trusted worker-side helpers every cell gets.
+
+Small models use these two well and write them badly themselves (unbounded regex output, chunks cut
+mid-word), so the sandbox provides tested versions that default to `context`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Context = str | dict[str, str]
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _sources(text: Any, what: str) -> Iterator[tuple[str, str]]:
+    """(prefix, text) pairs: a dict gives one per file, a list one per item."""
+    if isinstance(text, str):
+        yield "", text
+    elif isinstance(text, dict):
+        for path, body in text.items():
+            if not isinstance(body, str):
+                raise TypeError(f"{what}: every value of the dict must be str")
+            yield f"{path}: ", body
+    elif isinstance(text, list | tuple):
+        for i, body in enumerate(text):
+            if not isinstance(body, str):
+                raise TypeError(f"{what}: every item of the list must be str")
+            yield f"[{i}]: ", body
+    else:
+        raise TypeError(f"{what}: text must be a str, a dict of str or a list of str")
+
+
+def _compile(pattern: Any, ignore_case: bool) -> re.Pattern[str]:
+    if not isinstance(pattern, str):
+        raise TypeError("grep: pattern must be a str")
+    flags = re.IGNORECASE if ignore_case else 0
+    try:
+        return re.compile(pattern, flags)
+    except re.error:
+        return re.compile(re.escape(pattern), flags)
+
+
+def grep(
+    pattern: str,
+    text: Context | list[str] | None,
+    window: int = 150,
+    max_hits: int = 50,
+    ignore_case: bool = True,
+) -> list[str]:
+    """Regex hits with `window` characters either side, whitespace collapsed.
+
+    A pattern that is not a valid regex is searched literally. Matches inside the previous hit's
+    window are not repeated. Scanning stops at `max_hits`, so huge inputs cost little.
+    """
+    window = _check_int("window", window, 0)
+    max_hits = _check_int("max_hits", max_hits, 0)
+    regex = _compile(pattern, bool(ignore_case))
+    hits: list[str] = []
+    if max_hits == 0:
+        return hits
+    for prefix, body in _sources(text, "grep"):
+        covered = -1
+        for match in regex.finditer(body):
+            if match.end() == match.start() or match.start() < covered:
+                continue
+            start = max(0, match.start() - window)
+            end = min(len(body), match.end() + window)
+            covered = end
+            hits.append(prefix + " ".join(body[start:end].split()))
+            if len(hits) >= max_hits:
+                return hits
+    return hits
+
+
+def render(text: Context) -> str:
+    """A dict context as one text: "### path" headers before each file."""
+    if isinstance(text, str):
+        return text
+    if not all(isinstance(body, str) for body in text.values()):
+        raise TypeError("chunks: every value of the dict must be str")
+    return "\n\n".join(f"### {path}\n{body}" for path, body in text.items())
+
+
+def _cut_point(text: str, start: int, limit: int) -> int:
+    """Where to end a piece in text[start:limit]: a newline, else a sentence end, else a space."""
+    floor = start + max(1, (limit - start) // 2)
+    newline = text.rfind("\n", floor, limit)
+    if newline != -1:
+        return newline + 1
+    last = -1
+    for match in _SENTENCE_END.finditer(text, floor, limit):
+        last = match.end()
+    if last != -1:
+        return last
+    space = max(text.rfind(" ", floor, limit), text.rfind("\t", floor, limit))
+    if space != -1:
+        return space + 1
+    return limit
+
+
+def chunks(text: Context | None, size: int = 8000, overlap: int = 0) -> list[str]:
+    """Pieces of at most `size` characters, cut at a newline or sentence end near the limit."""
+    size = _check_int("size", size, 1)
+    overlap = _check_int("overlap", overlap, 0)
+    if overlap >= size:
+        raise ValueError("chunks: overlap must be smaller than size")
+    if not isinstance(text, str | dict):
+        raise TypeError("chunks: text must be a str or a dict of str")
+    whole = render(text)
+    pieces: list[str] = []
+    start = 0
+    n = len(whole)
+    while start < n:
+        limit = min(start + size, n)
+        end = limit if limit == n else _cut_point(whole, start, limit)
+        pieces.append(whole[start:end])
+        if end >= n:
+            break
+        start = max(end - overlap, start + 1)
+    return pieces
+
+
+def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
+    """The helpers bound to this worker's context (the default `text`)."""
+
+    def grep_(
+        pattern: str,
+        text: Context | list[str] | None = None,
+        window: int = 150,
+        max_hits: int = 50,
+        ignore_case: bool = True,
+    ) -> list[str]:
+        return grep(pattern, context if text is None else text, window, max_hits, ignore_case)
+
+    def chunks_(text: Context | None = None, size: int = 8000, overlap: int = 0) -> list[str]:
+        return chunks(context if text is None else text, size, overlap)
+
+    grep_.__name__ = grep_.__qualname__ = "grep"
+    grep_.__doc__ = grep.__doc__
+    chunks_.__name__ = chunks_.__qualname__ = "chunks"
+    chunks_.__doc__ = chunks.__doc__
+    return {"grep": grep_, "chunks": chunks_}

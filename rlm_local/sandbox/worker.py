@@ -1,0 +1,381 @@
+"""The sandbox worker process: holds `context` and the cell variables, runs cells under limits.
+
+Started by the parent as `python -m rlm_local.sandbox.worker --fd N` with one end of a socketpair.
+It reads the context once, sets its resource limits, then serves `run` requests until the socket
+closes. Bridge calls made by a cell are forwarded to the parent over the same socket.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import gc
+import os
+import re
+import resource
+import signal
+import socket
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from types import CodeType
+from typing import Any
+
+from RestrictedPython import compile_restricted
+
+from rlm_local.sandbox.helpers import make_helpers
+from rlm_local.sandbox.policy import CellPolicy, CellTransformer, public_names
+from rlm_local.sandbox.protocol import (
+    EXIT_BRIDGE_FAILED,
+    MAX_CALL_BYTES,
+    PeerClosed,
+    ProtocolError,
+    encode_message,
+    recv_frame,
+    recv_message,
+    send_frame,
+    send_message,
+    to_plain,
+)
+
+MB = 1024 * 1024
+CELL_FILENAME = "<cell>"
+MAX_ERROR_CHARS = 1500
+MAX_FINAL_CHARS = 4_000_000
+_RP_LINE = re.compile(r"^Line (\d+|None): (.*)$", re.DOTALL)
+
+
+def current_vm_bytes() -> int:
+    """Address space in use now (what RLIMIT_AS counts)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+def _cap(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + " [... cut ...]"
+
+
+class Worker:
+    """One sandbox: policy, persistent variables, the reserved names restored before every cell."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: str | dict[str, str],
+        bridge_names: list[str],
+        limits: dict[str, Any],
+    ) -> None:
+        self.sock = sock
+        self.context = context
+        self.cpu_seconds = int(limits["cpu_seconds"])
+        self.memory_mb = int(limits["memory_mb"])
+        self.policy = CellPolicy(int(limits["output_chars"]))
+        self.ns: dict[str, Any] = {}
+        self.final: str | None = None
+        self.as_limit: int | None = None
+        # Code object of every function a cell defined -> that cell's lines (for error lines).
+        self.sources: weakref.WeakKeyDictionary[CodeType, list[str]] = weakref.WeakKeyDictionary()
+        reserved: dict[str, Callable[..., Any]] = {n: self._bridge_stub(n) for n in bridge_names}
+        reserved.update(make_helpers(context))
+        reserved["FINAL"] = self._final
+        reserved["FINAL_VAR"] = self._final_var
+        self.reserved_callables = reserved
+        self.reserved_names = frozenset([*reserved, "context"])
+        # Real builtins a cell cannot use: a NameError on one of them says so.
+        self.hidden_builtins = frozenset(dir(builtins)) - set(self.policy.builtins)
+
+    # --- names every cell gets ------------------------------------------------------------------
+
+    def _final(self, value: Any) -> None:
+        text = str(value)
+        if len(text) > MAX_FINAL_CHARS:
+            raise ValueError(
+                f"FINAL: the answer has {len(text)} characters; at most {MAX_FINAL_CHARS}"
+            )
+        self.final = text
+
+    def _final_var(self, name: Any) -> None:
+        if not isinstance(name, str):
+            raise TypeError(
+                'FINAL_VAR takes the name of a variable as a string, e.g. FINAL_VAR("answer")'
+            )
+        if name.startswith("_") or name in self.reserved_names or name not in self.ns:
+            names = public_names(self.ns, self.reserved_names)
+            shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
+            raise NameError(f"FINAL_VAR: no variable named {name!r}; variables: {shown or 'none'}")
+        self._final(self.ns[name])
+
+    def _bridge_stub(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                plain_args = [to_plain(a, f"argument {i + 1}") for i, a in enumerate(args)]
+                plain_kwargs = {str(k): to_plain(v, f"argument {k!r}") for k, v in kwargs.items()}
+            except TypeError as exc:
+                raise TypeError(f"{name}: {exc}") from None
+            payload = encode_message(
+                {"op": "call", "name": name, "args": plain_args, "kwargs": plain_kwargs}
+            )
+            if len(payload) > MAX_CALL_BYTES:
+                raise ValueError(
+                    f"{name}: the arguments are {len(payload) // MB} MB; at most "
+                    f"{MAX_CALL_BYTES // MB} MB can be sent"
+                )
+            try:
+                send_frame(self.sock, payload)
+                del payload
+                reply = recv_message(self.sock)
+            except BaseException:
+                # The parent is gone, or the reply could not be read whole (out of memory): the
+                # stream is out of step and cannot be resumed.
+                os._exit(EXIT_BRIDGE_FAILED)
+            if reply["op"] == "return":
+                return reply.get("value")
+            raise RuntimeError(f"{name}: {reply.get('message', 'failed')}")
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+    def _restore(self) -> dict[str, Any]:
+        """Put back the guards and reserved names: one cell cannot break the next."""
+        restored: dict[str, Any] = dict(self.reserved_callables)
+        ctx = self.context
+        restored["context"] = dict(ctx) if isinstance(ctx, dict) else ctx
+        self.ns.update(self.policy.guards())
+        self.ns.update(restored)
+        return restored
+
+    # --- running a cell --------------------------------------------------------------------------
+
+    def _set_cpu_limit(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime) + 1 + self.cpu_seconds
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+    def run_cell(self, code: str) -> dict[str, Any]:
+        self._set_cpu_limit()
+        self.final = None
+        collector = self.policy.new_collector()
+        restored = self._restore()
+        lines = code.splitlines()
+        error: str | None = None
+        memory_error = False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compiled = compile_restricted(code, CELL_FILENAME, "exec", policy=CellTransformer)
+        except SyntaxError as exc:
+            error = describe_compile_error(exc, lines)
+        except MemoryError:
+            error = "MemoryError: the cell is too large to compile"
+            memory_error = True
+        else:
+            for code_object in _code_objects(compiled):
+                self.sources[code_object] = lines
+            try:
+                exec(compiled, self.ns)
+            except BaseException as exc:  # any failure of the cell is reported
+                error = describe_exception(
+                    exc, lines, self.hidden_builtins, self.sources, self.memory_mb
+                )
+                memory_error = isinstance(exc, MemoryError)
+        # Checked only now, when the traceback (and the frames it keeps alive) is gone.
+        restart = memory_error and self._memory_exhausted()
+        output = collector.render()
+        rebound = [n for n, obj in restored.items() if self.ns.get(n) is not obj]
+        if rebound and not restart:
+            if output and not output.endswith("\n"):
+                output += "\n"
+            output += (
+                f"[note: {', '.join(sorted(rebound))} is a sandbox name and is restored before "
+                "every cell; keep your data in a variable with another name]\n"
+            )
+        return {
+            "op": "result",
+            "output": output,
+            "error": error,
+            "final": self.final,
+            "restart": restart,
+        }
+
+    def _memory_exhausted(self) -> bool:
+        """After a MemoryError: is so little memory left that the worker should be replaced?"""
+        gc.collect()
+        if self.as_limit is None:
+            return False
+        try:
+            left = self.as_limit - current_vm_bytes()
+        except Exception:  # cannot even read /proc: assume the worst
+            return True
+        return left < max(32 * MB, self.memory_mb * MB // 8)
+
+    def serve(self) -> int:
+        while True:
+            try:
+                message = recv_message(self.sock)
+            except PeerClosed:
+                return 0
+            except MemoryError:
+                message = None
+            try:
+                if message is None:
+                    raise MemoryError
+                if message.get("op") != "run" or not isinstance(message.get("code"), str):
+                    return 2
+                reply = self.run_cell(message["code"])
+                del message
+                send_message(self.sock, reply)
+            except (OSError, ProtocolError):
+                return 4  # the parent is gone
+            except BaseException as exc:  # never leave the parent without an answer
+                try:
+                    send_message(
+                        self.sock,
+                        {
+                            "op": "result",
+                            "output": "",
+                            "error": f"{type(exc).__name__}: the sandbox worker failed",
+                            "final": None,
+                            "restart": True,
+                        },
+                    )
+                except BaseException:
+                    os._exit(70)
+
+
+def _cell_line(lineno: int | None, lines: list[str]) -> str:
+    if lineno is None or not 1 <= lineno <= len(lines):
+        return ""
+    return f" (line {lineno}: {_cap(lines[lineno - 1].strip(), 200)})"
+
+
+def describe_exception(
+    exc: BaseException,
+    lines: list[str],
+    hidden: frozenset[str] = frozenset(),
+    sources: Mapping[CodeType, list[str]] | None = None,
+    memory_mb: int | None = None,
+) -> str:
+    """`Type: message (line N: source)`, N being the innermost line of cell code involved.
+
+    `sources` maps code objects of earlier cells to their lines, so an error inside a function
+    defined by an earlier cell quotes that cell's line, not the current one's.
+    """
+    lineno = None
+    code: CodeType | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == CELL_FILENAME:
+            lineno = tb.tb_lineno
+            code = tb.tb_frame.f_code
+        tb = tb.tb_next
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    if isinstance(exc, MemoryError) and not message and memory_mb:
+        message = f"out of memory (a cell may use about {memory_mb} MB)"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if isinstance(exc, NameError) and getattr(exc, "name", None) in hidden:
+        text += f" ({exc.name} is not available in the sandbox)"
+    where = ""
+    if code is not None and sources is not None:
+        earlier = sources.get(code)
+        if earlier is not None and earlier is not lines:
+            where = _cell_line(lineno, earlier).replace(" (line ", " (earlier cell, line ", 1)
+    return _cap(text) + (where or _cell_line(lineno, lines))
+
+
+def _code_objects(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _code_objects(const)
+
+
+def describe_compile_error(exc: SyntaxError, lines: list[str]) -> str:
+    """RestrictedPython's error list as short `line N: what` items with the source line."""
+    raw = exc.args[0] if exc.args else str(exc)
+    items = list(raw) if isinstance(raw, list | tuple) else [str(raw)]
+    parts: list[str] = []
+    syntax = False
+    for item in items[:3]:
+        match = _RP_LINE.match(str(item))
+        if not match:
+            parts.append(_cap(str(item), 300))
+            continue
+        lineno = int(match.group(1)) if match.group(1) != "None" else None
+        what = match.group(2)
+        if what.startswith("SyntaxError: "):
+            syntax = True
+            what = what.removeprefix("SyntaxError: ").split(" at statement: ")[0]
+        parts.append(_cap(what, 300) + _cell_line(lineno, lines))
+    if len(items) > 3:
+        parts.append(f"and {len(items) - 3} more")
+    prefix = "SyntaxError" if syntax else "PolicyError: not allowed in the sandbox"
+    return f"{prefix}: {'; '.join(parts)}"
+
+
+def apply_limits(memory_mb: int) -> int:
+    """Process limits that hold whatever the cell does; returns the address-space limit."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes fail with an error instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # no effect for root
+    as_limit = current_vm_bytes() + memory_mb * MB
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        as_limit = min(as_limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (as_limit, as_limit))
+    return as_limit
+
+
+def _read_context(sock: socket.socket, meta: dict[str, Any]) -> str | dict[str, str]:
+    def blob() -> str:
+        return recv_frame(sock).decode("utf-8", "surrogatepass")
+
+    if meta.get("kind") == "str":
+        return blob()
+    if meta.get("kind") == "dict":
+        return {str(path): blob() for path in meta["paths"]}
+    raise ProtocolError("unknown context kind")
+
+
+def _silence_std_streams() -> None:
+    """Nothing the worker does may write to the parent's terminal or a file."""
+    warnings.simplefilter("ignore")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "--fd":
+        print("usage: python -m rlm_local.sandbox.worker --fd N", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=int(args[1]))
+    try:
+        init = recv_message(sock)
+        if init.get("op") != "init":
+            raise ProtocolError("expected init")
+        context = _read_context(sock, init["context"])
+        worker = Worker(sock, context, list(init["bridge"]), init["limits"])
+        _silence_std_streams()
+        worker.as_limit = apply_limits(worker.memory_mb)
+        gc.collect()
+        send_message(sock, {"op": "ready", "vm_mb": current_vm_bytes() // MB})
+    except Exception as exc:  # reported to the parent as one sentence
+        with contextlib.suppress(OSError):
+            send_message(sock, {"op": "fatal", "message": _cap(f"{type(exc).__name__}: {exc}")})
+        return 1
+    return worker.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
