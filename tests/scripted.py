@@ -25,6 +25,7 @@ class ScriptedModel:
         # Distinct per instance unless given: the cache must not mix two scripts' replies.
         self.identity = identity or uuid.uuid4().hex
         self.calls: list[list[dict[str, str]]] = []
+        self.params: list[dict[str, Any]] = []
 
     def count_message_tokens(self, messages: list[dict[str, str]]) -> int:
         return sum(len(m["content"]) // 4 + 5 for m in messages) + 3
@@ -37,6 +38,7 @@ class ScriptedModel:
         if tokens > limit:
             raise ContextOverflowError("too long", prompt_tokens=tokens, limit=limit)
         self.calls.append([dict(m) for m in messages])
+        self.params.append(dict(params))
         if self.answer is not None:
             text = self.answer(messages[-1]["content"])
         else:

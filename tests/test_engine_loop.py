@@ -63,12 +63,21 @@ def test_code_error_is_fed_back_and_fixed(tmp_home: Path) -> None:
 
 
 def test_reply_without_code_and_repeated_code(tmp_home: Path) -> None:
-    root = ScriptedModel(["", "print(1)", "print(1)", "FINAL('one')"])
+    root = ScriptedModel(["", "print(1)", "print(1)", "print(1)", "FINAL('one')"])
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "one"
     assert "no code" in _last_user(root, 1)
-    assert "already ran exactly this code" in _last_user(root, 3)
+    assert "already ran exactly this code" in _last_user(root, 4)
     assert result.stats.cells == 2  # the repeat was not run again
+    assert root.params[3]["temperature"] > 0 and root.params[3]["seed"] == 3  # one resample
+
+
+def test_a_repeated_cell_is_resampled_once(tmp_home: Path) -> None:
+    root = ScriptedModel(["print(1)", "print(1)", "FINAL('x')"])
+    result = _rlm(tmp_home, root).ask("q?", TEXT)
+    assert result.answer == "x" and result.stats.turns == 2
+    events = read_trace(Path(result.trace_path))
+    assert [e["type"] for e in events].count("repeat") == 1
 
 
 def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:

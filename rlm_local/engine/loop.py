@@ -19,6 +19,7 @@ from rlm_local.errors import ContextOverflowError
 from rlm_local.sandbox import Sandbox, SandboxLimits
 
 Listener = Callable[[dict[str, Any]], None]
+RESAMPLE_TEMPERATURE = 0.7
 Mode = Literal["auto", "rlm", "direct"]
 
 
@@ -193,7 +194,7 @@ class Engine:
                 "content": prompts.first_turn(question, prompts.describe_context(context)),
             },
         ]
-        previous_code: str | None = None
+        seen_code: set[str] = set()
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             for turn in range(1, opts.max_turns + 1):
                 reason = self._last_turn_reason(turn, run)
@@ -217,6 +218,13 @@ class Engine:
                 run.count(call)
                 run.stats.turns += 1
                 code = call.completion.text.strip("\n")
+                if code in seen_code:
+                    # Greedy decoding of a small model loops on the same cell; one seeded
+                    # (so still cacheable) sample at a higher temperature breaks most loops.
+                    run.emit(self._turn_event(depth, turn, call, code=code, resampled=True))
+                    call = self._root_turn(messages, temperature=RESAMPLE_TEMPERATURE, seed=turn)
+                    run.count(call)
+                    code = call.completion.text.strip("\n")
                 run.emit(self._turn_event(depth, turn, call, code=code))
                 messages.append(
                     {
@@ -226,10 +234,10 @@ class Engine:
                 )
                 if not code.strip():
                     feedback = prompts.error_turn("your reply had no code.", "")
-                elif code == previous_code:
+                elif code in seen_code:
                     feedback = prompts.repeat_turn(question)
                 else:
-                    previous_code = code
+                    seen_code.add(code)
                     result = sandbox.run(code)
                     run.stats.cells += 1
                     run.stats.worker_restarts += int(result.worker_restarted)
@@ -258,7 +266,9 @@ class Engine:
                 messages.append({"role": "user", "content": feedback})
         return None
 
-    def _root_turn(self, messages: list[dict[str, str]]) -> CachedCompletion:
+    def _root_turn(
+        self, messages: list[dict[str, str]], temperature: float = 0.0, seed: int | None = None
+    ) -> CachedCompletion:
         return cached_chat(
             self.root,
             self.cache,
@@ -266,6 +276,8 @@ class Engine:
             max_tokens=self.options.root_max_tokens,
             stop=[prompts.CODE_STOP],
             assistant_prefix=prompts.CODE_PREFIX,
+            temperature=temperature,
+            seed=seed,
         )
 
     def _last_turn_reason(self, turn: int, run: _Run) -> str | None:
@@ -355,9 +367,15 @@ class Engine:
         return text
 
     @staticmethod
-    def _turn_event(depth: int, turn: int, call: CachedCompletion, code: str | None = None) -> dict:
+    def _turn_event(
+        depth: int,
+        turn: int,
+        call: CachedCompletion,
+        code: str | None = None,
+        resampled: bool = False,
+    ) -> dict:
         event = {
-            "type": "turn",
+            "type": "repeat" if resampled else "turn",
             "depth": depth,
             "turn": turn,
             "cached": call.cached,
