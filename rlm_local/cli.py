@@ -36,7 +36,8 @@ from rlm_local.models import ModelStore
 from rlm_local.trace import list_runs, read_trace
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Tables piped to a file or another program are not cut to 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:

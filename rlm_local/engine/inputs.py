@@ -111,6 +111,8 @@ def load_inputs(paths: list[str], options: InputOptions | None = None) -> Loaded
         text = sys.stdin.read(budget + 1)
         if len(text) > budget:
             raise InputError("Standard input is larger than the memory budget (--max-total-mb).")
+        if not text.strip():
+            raise InputError("Standard input is empty: there is nothing to ask about.")
         return LoadedInput(text, ["<stdin>"], notices)
 
     files: dict[str, Path] = {}
@@ -140,7 +142,10 @@ def load_inputs(paths: list[str], options: InputOptions | None = None) -> Loaded
             )
         texts[key] = text
     if not texts:
-        raise InputError("None of the inputs holds readable text.")
+        why = f" ({'; '.join(notices[:3])})" if notices else ""
+        raise InputError(f"None of the inputs holds readable text{why}.")
+    if not any(t.strip() for t in texts.values()):
+        raise InputError("The input is empty: there is nothing to ask about.")
     if single_file:
         return LoadedInput(next(iter(texts.values())), list(texts), notices)
     return LoadedInput(texts, list(texts), notices)
