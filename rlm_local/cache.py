@@ -178,8 +178,10 @@ class CallCache:
         )
 
     def clear(self, model_identity: str | None = None) -> int:
-        if model_identity is None:
-            return self._cache.clear()
+        if model_identity is None:  # the hit/miss counters go too: a cleared cache starts afresh
+            entries = self.stats().entries
+            self._cache.clear()
+            return entries
         self._cache.create_tag_index()
         return self._cache.evict(model_identity)
 

@@ -1,0 +1,72 @@
+"""The CLI's model and cache commands as a user runs them (no model is loaded here)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rlm_local.cache import CallCache
+
+PAYLOAD = b"GGUF" + b"\x07" * 5000
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_local", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_models_import_verify_rm_through_the_cli(tmp_home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "extra.toml"
+    config.write_text(
+        f'[models.tiny]\nfile = "tiny.gguf"\nsize = {len(PAYLOAD)}\nsha256 = "{SHA}"\n'
+    )
+    gguf = tmp_path / "tiny-download.gguf"
+    gguf.write_bytes(PAYLOAD)
+
+    imported = _cli("--config", str(config), "models", "import", "tiny", str(gguf))
+    assert imported.returncode == 0, imported.stderr
+    listing = json.loads(_cli("--config", str(config), "models", "list", "--json").stdout)
+    assert next(m for m in listing if m["name"] == "tiny")["verified"]
+    assert _cli("--config", str(config), "models", "verify", "tiny").returncode == 0
+
+    (tmp_home / "models" / "tiny.gguf").write_bytes(PAYLOAD[:-1] + b"\x08")
+    corrupt = _cli("--config", str(config), "models", "verify", "tiny")
+    assert corrupt.returncode == 1
+    assert "corrupt" in corrupt.stderr and "models pull --force tiny" in corrupt.stderr
+    assert "Traceback" not in corrupt.stderr
+
+    removed = _cli("--config", str(config), "models", "rm", "tiny")
+    assert removed.returncode == 0 and "removed tiny" in removed.stderr
+    unknown = _cli("--config", str(config), "models", "pull", "nonesuch")
+    assert unknown.returncode == 1 and "no model named 'nonesuch'" in unknown.stderr
+
+
+def test_cache_commands(tmp_home: Path) -> None:
+    cache = CallCache(tmp_home / "cache")
+    cache.get_or_compute("a" * 64, "model-a", lambda: {"text": "1"})
+    cache.get_or_compute("a" * 64, "model-a", lambda: {"text": "1"})
+    cache.close()
+
+    stats = json.loads(_cli("cache", "stats", "--json").stdout)
+    assert (stats["entries"], stats["hits"], stats["misses"]) == (1, 1, 1)
+    assert _cli("cache", "path").stdout.strip() == str(tmp_home / "cache")
+    cleared = _cli("cache", "clear")
+    assert cleared.returncode == 0 and "removed 1 entries" in cleared.stderr
+    assert json.loads(_cli("cache", "stats", "--json").stdout)["entries"] == 0
+
+
+def test_help_texts_exist() -> None:
+    for args in (["--help"], ["ask", "--help"], ["models", "--help"], ["cache", "--help"]):
+        result = _cli(*args)
+        assert result.returncode == 0 and "Usage:" in result.stdout
+    assert "--max-sub-calls" in _cli("ask", "--help").stdout
