@@ -36,7 +36,12 @@ class RLM:
         self._sub = sub
         self._cache: CallCache | None = None
 
-    def _local(self, name_or_path: str) -> LocalModel:
+    def _model(self, name_or_path: str) -> ChatModel:
+        spec = self.settings.registry.models.get(name_or_path)
+        if spec is not None and spec.server is not None:
+            from rlm_local.models.remote import OpenAIModel
+
+            return OpenAIModel(spec)
         resolved = self.store.resolve(name_or_path)
         return LocalModel(
             resolved,
@@ -48,13 +53,13 @@ class RLM:
     @property
     def root(self) -> ChatModel:
         if self._root is None:
-            self._root = self._local(self.settings.root)
+            self._root = self._model(self.settings.root)
         return self._root
 
     @property
     def sub(self) -> ChatModel:
         if self._sub is None:
-            self._sub = self._local(self.settings.sub)
+            self._sub = self._model(self.settings.sub)
         return self._sub
 
     @property

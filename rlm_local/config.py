@@ -59,9 +59,24 @@ Source = PypiChunkSource | HfSource | PathSource
 
 
 @dataclass(frozen=True)
+class ServerSpec:
+    """A model served over the OpenAI-compatible HTTP API (llama-server, vLLM, Ollama, ...)."""
+
+    base_urls: tuple[str, ...]
+    model: str  # the served model's name
+    api_key_env: str | None = None  # the key is read from this environment variable
+    concurrency: int = 2  # requests in flight per endpoint
+    timeout: float = 600.0
+    sha256: str | None = None  # declared hash of the served weights, for the cache key
+    revision: str | None = None
+    kind: str = "openai"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
-    file: str
+    file: str = ""  # the GGUF file name in the store; empty for a served model
+    server: ServerSpec | None = None
     size: int | None = None
     sha256: str | None = None
     trained_context: int | None = None
@@ -145,13 +160,32 @@ def _parse_source(model: str, raw: dict[str, Any]) -> Source:
         raise ConfigError(f"Model '{model}' has a malformed {kind} source: {exc}.") from None
 
 
-def _parse_model(name: str, raw: dict[str, Any]) -> ModelSpec:
-    if not isinstance(raw, dict) or "file" not in raw:
-        raise ConfigError(f"Model '{name}' in models.toml needs at least a 'file' entry.")
-    sources = tuple(_parse_source(name, s) for s in raw.get("sources", []))
-    fields = {k: v for k, v in raw.items() if k != "sources"}
+def _parse_server(model: str, raw: Any) -> ServerSpec:
+    if not isinstance(raw, dict) or raw.get("kind", "openai") != "openai":
+        raise ConfigError(f"Model '{model}' has a server that is not of kind 'openai'.")
+    urls = raw.get("base_urls") or ([raw["base_url"]] if "base_url" in raw else [])
+    if not urls or not all(
+        isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls
+    ):
+        raise ConfigError(f"Model '{model}' needs server base_urls starting with http(s)://.")
+    fields = {k: v for k, v in raw.items() if k not in ("base_urls", "base_url")}
     try:
-        spec = ModelSpec(name=name, sources=sources, **fields)
+        server = ServerSpec(base_urls=tuple(u.rstrip("/") for u in urls), **fields)
+    except TypeError as exc:
+        raise ConfigError(f"Model '{model}' has a malformed server entry: {exc}.") from None
+    if server.concurrency < 1:
+        raise ConfigError(f"Model '{model}' needs a server concurrency of at least 1.")
+    return server
+
+
+def _parse_model(name: str, raw: dict[str, Any]) -> ModelSpec:
+    if not isinstance(raw, dict) or ("file" not in raw and "server" not in raw):
+        raise ConfigError(f"Model '{name}' in models.toml needs a 'file' or a 'server' entry.")
+    sources = tuple(_parse_source(name, s) for s in raw.get("sources", []))
+    server = _parse_server(name, raw["server"]) if "server" in raw else None
+    fields = {k: v for k, v in raw.items() if k not in ("sources", "server")}
+    try:
+        spec = ModelSpec(name=name, sources=sources, server=server, **fields)
     except TypeError as exc:
         raise ConfigError(f"Model '{name}' in models.toml has an unknown entry: {exc}.") from None
     if spec.sha256 is not None and len(spec.sha256) != 64:

@@ -59,7 +59,7 @@ path = "/tmp/mine.gguf"
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("[models.x]\nsize = 3\n", "needs at least a 'file'"),
+        ("[models.x]\nsize = 3\n", "needs a .file. or a .server."),
         ("[models.x]\nfile='x.gguf'\nbogus = 1\n", "unknown entry"),
         ("[models.x]\nfile='x.gguf'\n[[models.x.sources]]\nkind='ftp'\n", "kind 'ftp'"),
         ("[models.x]\nfile='x.gguf'\nsha256='abc'\n", "64 hex"),

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
 from rlm_local.engine import prompts
-from rlm_local.errors import ContextOverflowError
+from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import Sandbox, SandboxLimits
 
 Listener = Callable[[dict[str, Any]], None]
@@ -89,6 +91,7 @@ class _Run:
         self.listeners = listeners
         self.stats = RunStats()
         self.started = time.monotonic()
+        self.lock = threading.RLock()  # sub-calls of a batch may run in threads
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -98,10 +101,15 @@ class _Run:
 
     def emit(self, event: dict[str, Any]) -> None:
         event.setdefault("elapsed", round(self.elapsed(), 2))
-        for listener in self.listeners:
-            listener(event)
+        with self.lock:
+            for listener in self.listeners:
+                listener(event)
 
     def count(self, call: CachedCompletion) -> None:
+        with self.lock:
+            self._count(call)
+
+    def _count(self, call: CachedCompletion) -> None:
         if call.cached:
             self.stats.cache_hits += 1
         else:
@@ -217,14 +225,14 @@ class Engine:
                     call = self._root_turn(messages)
                 run.count(call)
                 run.stats.turns += 1
-                code = call.completion.text.strip("\n")
+                code = prompts.extract_code(call.completion.text)
                 if code in seen_code:
                     # Greedy decoding of a small model loops on the same cell; one seeded
                     # (so still cacheable) sample at a higher temperature breaks most loops.
                     run.emit(self._turn_event(depth, turn, call, code=code, resampled=True))
                     call = self._root_turn(messages, temperature=RESAMPLE_TEMPERATURE, seed=turn)
                     run.count(call)
-                    code = call.completion.text.strip("\n")
+                    code = prompts.extract_code(call.completion.text)
                 run.emit(self._turn_event(depth, turn, call, code=code))
                 messages.append(
                     {
@@ -298,10 +306,8 @@ class Engine:
         def llm_query_batched(prompts_: list[Any]) -> list[str]:
             if not isinstance(prompts_, list):
                 raise TypeError("llm_query_batched takes a list of prompts")
-            answers: dict[str, str] = {}
-            for p in map(str, prompts_):  # duplicates in a batch cost one call
-                if p not in answers:
-                    answers[p] = self._sub_call(p, depth, run)
+            unique = list(dict.fromkeys(map(str, prompts_)))  # duplicates cost one call
+            answers = dict(zip(unique, self._sub_calls(unique, depth, run), strict=True))
             return [answers[str(p)] for p in prompts_]
 
         def rlm_query(question: Any, piece: Any) -> str:
@@ -318,15 +324,33 @@ class Engine:
             "rlm_query": rlm_query,
         }
 
+    def _sub_calls(self, prompts_: list[str], depth: int, run: _Run) -> list[str]:
+        """Several sub-calls: concurrent when the sub-model is served by endpoints that allow it
+        (a local llama.cpp model runs one at a time). A failed call becomes an error string in
+        its slot; the others are kept."""
+        parallelism = min(getattr(self.sub, "parallelism", 1), len(prompts_))
+        if parallelism <= 1:
+            return [self._sub_call(p, depth, run) for p in prompts_]
+
+        def one(prompt: str) -> str:
+            try:
+                return self._sub_call(prompt, depth, run)
+            except RlmLocalError as exc:
+                return f"[llm_query error: {exc}]"
+
+        with ThreadPoolExecutor(max_workers=parallelism) as pool:
+            return list(pool.map(one, prompts_))
+
     def _sub_call(self, prompt: str, depth: int, run: _Run) -> str:
-        if run.stats.sub_calls >= self.options.max_sub_calls:
-            raise RuntimeError(
-                f"the budget of {self.options.max_sub_calls} sub-calls is used up; "
-                "call FINAL with your best answer"
-            )
-        if run.out_of_time():
-            raise RuntimeError("the time budget is used up; call FINAL with your best answer")
-        run.stats.sub_calls += 1
+        with run.lock:
+            if run.stats.sub_calls >= self.options.max_sub_calls:
+                raise RuntimeError(
+                    f"the budget of {self.options.max_sub_calls} sub-calls is used up; "
+                    "call FINAL with your best answer"
+                )
+            if run.out_of_time():
+                raise RuntimeError("the time budget is used up; call FINAL with your best answer")
+            run.stats.sub_calls += 1
         started = time.monotonic()
         try:
             call = cached_chat(

@@ -44,6 +44,15 @@ CODE_PREFIX = "```python\n"
 CODE_STOP = "```"
 
 
+def extract_code(reply: str) -> str:
+    """The code of a root reply: raw code when the fence was forced, else the first fenced block."""
+    if "```" not in reply:
+        return reply.strip("\n")
+    after = reply.split("```", 1)[1]
+    after = after.split("\n", 1)[1] if "\n" in after else ""
+    return after.split("```", 1)[0].strip("\n")
+
+
 def describe_context(context: str | dict[str, str], preview_chars: int = 300) -> str:
     """What the root model learns about `context`: its shape and a peek, never its content."""
     if isinstance(context, str):

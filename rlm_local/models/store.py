@@ -103,6 +103,9 @@ class ModelStore:
 
     def status(self, name: str) -> ModelStatus:
         spec = self.spec(name)
+        if spec.server is not None:  # nothing to store or verify here: the server holds it
+            url = spec.server.base_urls[0]
+            return ModelStatus(name, spec, Path(url), True, True, None, f"server:{url}", None)
         path = self.path_of(name)
         if not path.is_file():
             return ModelStatus(name, spec, path, False, False, None, None, None)
