@@ -12,6 +12,7 @@ from rlm_local.api import RLM
 from rlm_local.cache import CallCache
 from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions
+from rlm_local.errors import ContextOverflowError
 from rlm_local.trace import read_trace
 
 TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
@@ -199,3 +200,11 @@ def test_a_conversation_that_outgrows_the_window_is_compacted(tmp_home: Path) ->
     assert "too long to go on" in last[-1]["content"]
     events = read_trace(Path(result.trace_path))
     assert any(e["type"] == "compacted" for e in events)
+
+
+def test_direct_mode_refuses_an_input_that_does_not_fit(tmp_home: Path) -> None:
+    root = ScriptedModel(["never"], n_ctx=1000)
+    rlm = RLM(load_settings(), RunOptions(mode="direct"), root=root, sub=ScriptedModel([]))
+    with pytest.raises(ContextOverflowError, match="use --mode rlm"):
+        rlm.ask("q?", TEXT * 10)
+    assert root.calls == []

@@ -178,12 +178,20 @@ class Engine:
         return "direct" if tokens <= self.options.direct_max_tokens else "rlm"
 
     def _direct(self, question: str, context: str | dict[str, str], run: _Run) -> str:
-        call = cached_chat(
-            self.root,
-            self.cache,
-            prompts.direct_messages(question, context),
-            max_tokens=self.options.root_max_tokens,
-        )
+        try:
+            call = cached_chat(
+                self.root,
+                self.cache,
+                prompts.direct_messages(question, context),
+                max_tokens=self.options.root_max_tokens,
+            )
+        except ContextOverflowError as exc:
+            raise ContextOverflowError(
+                f"The input is too long for direct mode (about {exc.prompt_tokens} tokens, room "
+                f"for {exc.limit}); use --mode rlm or --mode auto.",
+                prompt_tokens=exc.prompt_tokens,
+                limit=exc.limit,
+            ) from None
         run.count(call)
         run.stats.turns += 1
         run.emit(self._turn_event(0, 1, call))
