@@ -29,7 +29,8 @@ class MethodResult:
     completion_tokens: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown in the table
+    details: list[str] = field(default_factory=list)  # kept in the raw rows only
     trace_path: str | None = None
 
     def count(self, call: CachedCompletion) -> None:
@@ -104,6 +105,7 @@ def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any
         answer = call.completion.text.strip()
         if answer and NONE_MARK not in answer.upper()[:12]:
             notes.append(f"- part {len(notes) + 1}: {answer}")
+    out.details = notes
     combined = "\n".join(notes) or "(no part had anything relevant)"
     combine_prompt = [
         {"role": "system", "content": "Combine partial answers into one final answer. Be brief."},
