@@ -81,6 +81,8 @@ class ModelSpec:
     sha256: str | None = None
     trained_context: int | None = None
     n_ctx: int = 8192
+    n_batch: int = 512
+    flash_attn: bool = False
     chat_format: str = "gguf"
     description: str = ""
     sources: tuple[Source, ...] = ()
@@ -253,13 +255,25 @@ def load_settings(
     for role in ROLES:
         if role not in roles:
             raise ConfigError(f"No model is set for the '{role}' role; add it under [roles].")
-    gpu_env = os.environ.get("RLM_LOCAL_GPU_LAYERS")
     return Settings(
         home=home or default_home(),
         registry=registry,
         root=roles["root"],
         sub=roles["sub"],
         n_threads=n_threads or available_threads(),
-        n_gpu_layers=n_gpu_layers if n_gpu_layers is not None else int(gpu_env or 0),
+        n_gpu_layers=(
+            n_gpu_layers if n_gpu_layers is not None else _int_env("RLM_LOCAL_GPU_LAYERS", 0)
+        ),
         use_cache=use_cache,
+        cache_size_mb=_int_env("RLM_LOCAL_CACHE_MB", 1024),
     )
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"${name} must be a whole number, not {raw!r}.") from None

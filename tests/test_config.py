@@ -79,3 +79,13 @@ def test_bad_user_file_is_one_clear_error(
 def test_unknown_profile(tmp_home: Path) -> None:
     with pytest.raises(ConfigError, match="no profile 'nope'"):
         load_settings(profile="nope")
+
+
+def test_environment_numbers(tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RLM_LOCAL_CACHE_MB", "64")
+    monkeypatch.setenv("RLM_LOCAL_GPU_LAYERS", "12")
+    settings = load_settings()
+    assert (settings.cache_size_mb, settings.n_gpu_layers) == (64, 12)
+    monkeypatch.setenv("RLM_LOCAL_CACHE_MB", "lots")
+    with pytest.raises(ConfigError, match="RLM_LOCAL_CACHE_MB must be a whole number"):
+        load_settings()

@@ -23,11 +23,13 @@ TEMPLATE_TOKENS_FIXED = 3
 
 @dataclass(frozen=True)
 class BackendOptions:
-    n_ctx: int | None = None  # None: the model's registry default
-    n_batch: int = 512
+    """Machine-side settings; n_ctx, n_batch and flash_attn default to the model's entry."""
+
+    n_ctx: int | None = None
+    n_batch: int | None = None
     n_threads: int = 2
     n_gpu_layers: int = 0
-    flash_attn: bool = False
+    flash_attn: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,15 @@ class LocalModel:
                 self._llama = Llama(
                     model_path=str(self.model.path),
                     n_ctx=self.n_ctx,
-                    n_batch=self.options.n_batch,
+                    n_batch=self.options.n_batch or self.model.n_batch,
                     n_threads=self.options.n_threads,
                     n_threads_batch=self.options.n_threads,
                     n_gpu_layers=self.options.n_gpu_layers,
-                    flash_attn=self.options.flash_attn,
+                    flash_attn=(
+                        self.model.flash_attn
+                        if self.options.flash_attn is None
+                        else self.options.flash_attn
+                    ),
                     chat_format=None
                     if self.model.chat_format == "gguf"
                     else self.model.chat_format,

@@ -40,6 +40,8 @@ class ResolvedModel:
     sha256: str
     n_ctx: int
     chat_format: str = "gguf"
+    n_batch: int = 512
+    flash_attn: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class ModelStore:
                 sha256=record["sha256"],
                 n_ctx=status.spec.n_ctx,
                 chat_format=status.spec.chat_format,
+                n_batch=status.spec.n_batch,
+                flash_attn=status.spec.flash_attn,
             )
         path = Path(name_or_path).expanduser()
         if path.suffix != ".gguf" and not path.exists():
