@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> Path:
     settings = load_settings(use_cache=not args.no_cache)
     if args.home:
         settings = settings.with_overrides(home=Path(args.home))
-    options = RunOptions(max_turns=args.max_turns, max_sub_calls=args.max_sub_calls)
+    options = RunOptions(
+        max_turns=args.max_turns, max_sub_calls=args.max_sub_calls, max_seconds=args.max_seconds
+    )
     if args.scripted:
         from benchmarks.scripted import scripted_models
 
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--no-cache", action="store_true", help="honest timing: no cache reads/writes")
     r.add_argument("--max-turns", type=int, default=10)
     r.add_argument("--max-sub-calls", type=int, default=100)
+    r.add_argument("--max-seconds", type=float, default=900.0, help="wall budget of one rlm run")
     r.add_argument("--tag", default="", help="suffix of the result files, e.g. baseline")
     r.add_argument("--out", default=str(RESULTS))
     r.add_argument("--home", help="RLM_LOCAL_HOME for this run (cache and traces)")
