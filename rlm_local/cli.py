@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,13 +28,16 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 from rlm_local.cache import CallCache
 from rlm_local.config import Settings, load_settings
 from rlm_local.errors import RlmLocalError
 from rlm_local.models import ModelStore
-from rlm_local.trace import list_runs, read_trace
+from rlm_local.trace import Turn, find_run, list_runs, load_run
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Tables piped to a file or another program are not cut to 80 columns.
@@ -85,6 +89,7 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["settings_factory"] = lambda **kw: load_settings(config_file=config_file, **kw)
+    ctx.obj["config_file"] = config_file
 
 
 # -- ask ----------------------------------------------------------------------------------------
@@ -97,9 +102,10 @@ class _Progress:
         self.verbose = verbose
         self.quiet = quiet
         self.status = None if quiet else err.status("starting…")
-        self.turn = 0
+        self.turn = 0  # the top-level turn number
         self.sub_calls = 0
         self.cached = 0
+        self.budget: dict[str, Any] = {}  # max_turns, max_sub_calls, max_seconds of the run
 
     def __enter__(self) -> _Progress:
         if self.status is not None:
@@ -113,13 +119,15 @@ class _Progress:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "turn":
-            self.turn += 1
+            if not event.get("depth"):
+                self.turn = int(event.get("turn", self.turn + 1))
             self.cached += int(bool(event.get("cached")))
         elif kind == "sub_call":
             self.sub_calls += 1
             self.cached += int(bool(event.get("cached")))
         elif kind == "run_start":
-            err.print(f"[dim]mode {event['mode']}: {event['context']}[/dim]")
+            self.budget = event.get("options") or {}
+            err.print(f"[dim]mode {event['mode']}: {escape(str(event['context']))}[/dim]")
         if kind == "cell" and self.verbose:
             depth = "  " * int(event.get("depth", 0))
             err.rule(f"{depth}turn {event['turn']} (depth {event['depth']})", style="dim")
@@ -128,15 +136,28 @@ class _Progress:
                 err.print("[dim]── output ──[/dim]")
                 err.print(event["output"].rstrip(), markup=False)
             if event.get("error"):
-                err.print(f"[red]error:[/red] {event['error']}", markup=True)
+                err.print(f"[red]error:[/red] {escape(str(event['error']))}", markup=True)
         if self.status is not None:
             what = {"turn": "root model wrote code", "cell": "ran the code"}.get(
                 str(kind), "asked the sub-model" if kind == "sub_call" else str(kind)
             )
-            self.status.update(
-                f"turn {self.turn} · {self.sub_calls} sub-calls · {self.cached} cached · "
-                f"{event.get('elapsed', 0):.0f} s · {what}"
-            )
+            self.status.update(self._line(float(event.get("elapsed", 0)), what))
+
+    def _line(self, elapsed: float, what: str) -> str:
+        """Done/budget for turns and sub-calls, and the time the budget leaves at most: an RLM
+        run stops at FINAL, so a budget bound is the only honest ETA."""
+        b = self.budget
+
+        def of(key: str) -> str:
+            return f"/{b[key]}" if isinstance(b.get(key), int) else ""
+
+        left = ""
+        if isinstance(b.get("max_seconds"), int | float):
+            left = f" (at most {max(0.0, b['max_seconds'] - elapsed):.0f} s left)"
+        return (
+            f"turn {self.turn}{of('max_turns')} · {self.sub_calls}{of('max_sub_calls')} "
+            f"sub-calls · {self.cached} cached · {elapsed:.0f} s{left} · {escape(what)}"
+        )
 
 
 @cli.command()
@@ -423,70 +444,263 @@ def cache_path(ctx: click.Context) -> None:
 
 # -- runs ---------------------------------------------------------------------------------------
 
+# C0/C1 control characters (but newline and tab) in model output could drive the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _safe(text: object) -> str:
+    """Text from a trace, with control characters shown as \\xNN instead of sent raw."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _head(text: str | None, limit: int) -> str:
+    line = " ".join(_safe(text or "").split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _cut(text: str, limit: int | None) -> str:
+    text = _safe(text).rstrip()
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… ({len(text) - limit:,} more characters; `--full` shows them)"
+
+
+def _count(n: object, word: str) -> str:
+    return f"{n if n is not None else '?'} {word}{'' if n == 1 else 's'}"
+
+
+def _secs(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
 
 @cli.group()
 def runs() -> None:
-    """Past runs: each question's turns, cells and sub-calls (JSONL traces)."""
+    """Past runs: each question's turns, cells and sub-calls (JSONL traces in runs/).
+
+    ID is a run id, a unique prefix of one, or `last`.
+    """
 
 
 @runs.command("list")
 @click.option("-n", "--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of runs.")
 @click.pass_context
-def runs_list(ctx: click.Context, limit: int) -> None:
+def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """The latest runs, newest first."""
+    summaries = list_runs(_settings(ctx).runs_dir)[:limit]
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries], ensure_ascii=False))
+        return
+    if not summaries:
+        err.print("No runs yet; `rlm-local ask` records each run.")
+        return
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "question", "answer", "turns", "sub-calls", "seconds"):
-        table.add_column(column)
-    for s in list_runs(_settings(ctx).runs_dir)[:limit]:
+    for column in ("id", "time", "question", "answer", "turns", "sub-calls", "seconds"):
+        justify = "right" if column in ("turns", "sub-calls", "seconds") else "left"
+        table.add_column(column, justify=justify, no_wrap=column in ("id", "time"))
+    for s in summaries:
+        if s.answer is not None:
+            answer = Text(_head(s.answer, 40))
+        else:
+            answer = Text("(no answer)" if s.status == "no_answer" else f"({s.status})", "dim")
         table.add_row(
             s.run_id,
-            s.question[:40],
-            (s.answer or "—")[:40],
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started)),
+            Text(_head(s.question, 40)),
+            answer,
             str(s.turns),
             str(s.sub_calls),
-            f"{s.seconds:.1f}" if s.seconds is not None else "—",
+            _secs(s.seconds),
         )
     out.print(table)
 
 
+def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
+    facts = ["cached" if turn.cached else f"model {_secs(turn.seconds)} s"]
+    if turn.prompt_tokens is not None:
+        facts.append(f"{turn.prompt_tokens}→{turn.completion_tokens or 0} tokens")
+    if turn.compacted:
+        facts.append("conversation compacted")
+    if turn.repeated_code is not None:
+        facts.append("resampled a repeated cell")
+    depth = f" (depth {turn.depth})" if turn.depth else ""
+    label = Text.assemble(
+        (f"turn {turn.number}{depth}", "bold cyan"), (" · " + " · ".join(facts), "dim")
+    )
+    node = parent.add(label)
+    if turn.code is not None:
+        code = _cut(turn.code, limit) or "(empty)"
+        width = max(len(line) for line in code.splitlines() or [""]) + 1
+        node.add(
+            Syntax(
+                code,
+                "python",
+                theme="ansi_dark",
+                background_color="default",
+                word_wrap=True,
+                code_width=width,
+            )
+        )
+    elif turn.text is not None:
+        node.add(Text(_cut(turn.text, limit)))
+    work = turn.work
+    if work is None:
+        if turn.code is not None:
+            node.add(Text("did not run (empty, or a repeat)", "dim"))
+        return
+    if turn.cell is not None:
+        cell = turn.cell
+        status = Text(f"cell {_secs(cell.seconds)} s", "green" if not cell.error else "red")
+        if cell.worker_restarted:
+            status.append(" · worker restarted", "yellow")
+        holder = node.add(status)
+        if cell.output.strip():
+            holder.add(Text(_cut(cell.output, limit), "dim"))
+        if cell.error:
+            holder.add(Text.assemble(("error: ", "red"), _cut(cell.error, limit)))
+        if cell.final is not None:
+            holder.add(Text.assemble(("FINAL: ", "bold green"), _cut(cell.final, limit)))
+    else:
+        holder = node.add(Text("cell did not finish (the run was interrupted)", "yellow"))
+    for call in work.sub_calls:
+        timing = "cached" if call.cached else f"{_secs(call.seconds)} s"
+        reply = call.error if call.error else call.answer
+        holder.add(
+            Text.assemble(
+                (f"↳ sub-call {call.index}", "magenta"),
+                (f" ({call.prompt_chars:,} chars, {timing}): ", "dim"),
+                _head(reply, 120),
+            )
+        )
+    for child in work.children:
+        branch = holder.add(
+            Text(
+                f"rlm_query run at depth {child.depth} · {_count(len(child.turns), 'turn')}", "blue"
+            )
+        )
+        for nested in child.turns:
+            _turn_node(branch, nested, limit)
+
+
 @runs.command("show")
 @click.argument("run_id")
+@click.option("--full", is_flag=True, help="Do not cut long code, outputs and answers.")
 @click.pass_context
-def runs_show(ctx: click.Context, run_id: str) -> None:
-    """Every turn, cell and sub-call of one run."""
-    path = _settings(ctx).runs_dir / f"{run_id}.jsonl"
-    if not path.is_file():
-        raise RlmLocalError(f"There is no run {run_id}; see `rlm-local runs list`.")
-    for event in read_trace(path):
-        kind = event.get("type")
-        indent = "  " * int(event.get("depth", 0) or 0)
-        if kind == "run_start":
-            out.print(f"[bold]{event['question']}[/bold]  ({event['mode']})")
-            out.print(f"[dim]{event['context']}[/dim]")
-        elif kind == "turn":
-            cached = " cached" if event.get("cached") else ""
-            out.print(f"{indent}[cyan]turn {event['turn']}[/cyan] {event['seconds']} s{cached}")
-            if event.get("code"):
-                out.print(event["code"], markup=False)
-        elif kind == "cell":
-            if event.get("error"):
-                out.print(f"{indent}[red]error:[/red] {event['error']}")
-            if event.get("output"):
-                out.print(f"{indent}[dim]{event['output'][:2000]}[/dim]", markup=False)
-        elif kind == "sub_call":
-            cached = "cached" if event.get("cached") else f"{event.get('seconds', 0)} s"
-            answer = str(event.get("answer", event.get("error", "")))[:120]
+def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
+    """The tree of one run: turns -> cells -> sub-calls (and nested rlm_query runs)."""
+    run = load_run(find_run(_settings(ctx).runs_dir, run_id))
+    limit = None if full else 1500
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started or 0))
+    s = run.stats
+    facts = [
+        run.mode or "?",
+        run.status,
+        _count(s.get("turns"), "turn"),
+        _count(s.get("sub_calls"), "sub-call"),
+        _count(s.get("cache_hits"), "cache hit"),
+        f"{_secs(run.seconds)} s",
+        started,
+    ]
+    tree = Tree(
+        Text.assemble((_safe(run.question), "bold"), ("  " + " · ".join(facts), "dim")),
+        guide_style="dim",
+    )
+    if run.context:
+        tree.add(Text(_head(run.context, 160), "dim"))
+    for turn in run.turns:
+        _turn_node(tree, turn, limit)
+    if run.answer is not None:
+        tree.add(Text.assemble(("answer: ", "bold green"), _cut(run.answer, limit)))
+    else:
+        tree.add(Text("no answer" if run.status == "no_answer" else "unfinished", "bold red"))
+    out.print(tree)
+    err.print(f"[dim]trace {escape(str(run.path))} · `rlm-local runs html {run.run_id}`[/dim]")
+
+
+@runs.command("html")
+@click.argument("run_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The page to write (default: runs/<id>.html next to the trace).",
+)
+@click.option("--expand", is_flag=True, help="Open every fold (for printing).")
+@click.pass_context
+def runs_html(ctx: click.Context, run_id: str, output: Path | None, expand: bool) -> None:
+    """Write one run as one self-contained HTML page (no network, no JavaScript); print its path."""
+    from rlm_local.report import write_report
+
+    trace = find_run(_settings(ctx).runs_dir, run_id)
+    click.echo(str(write_report(trace, output, open_all=expand)))
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+_MARKS = {"ok": ("✓", "green"), "info": ("·", "dim"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Re-hash every present model in full (slow).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with every finding.")
+@click.pass_context
+def doctor(ctx: click.Context, full: bool, as_json: bool) -> None:
+    """Check llama.cpp, the CPU, models, cache, runs, network settings and disk space.
+
+    Exits 1 when something stops `rlm-local ask` (a missing or corrupt root or sub model).
+    """
+    from rlm_local.doctor import diagnose
+
+    with _byte_progress(full and err.is_terminal and not as_json) as progress:
+        report = diagnose(config_file=ctx.obj.get("config_file"), full=full, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        area_w = max(len(f.area) for f in report.findings)
+        subject_w = max(len(_safe(f.subject)) for f in report.findings)
+        for f in report.findings:
+            mark, style = _MARKS[f.level]
             out.print(
-                f"{indent}  ↳ sub-call ({event.get('prompt_chars')} chars, {cached}): {answer}"
+                Text.assemble(
+                    (mark, style),
+                    f" {f.area:<{area_w}}  {_safe(f.subject):<{subject_w}}  {_safe(f.detail)}",
+                )
             )
-        elif kind == "run_end":
-            out.print(f"[bold green]answer:[/bold green] {event.get('answer')}")
+        problems = report.problems
+        if problems:
+            out.print(f"\n[bold]What to do[/bold] ({len(problems)}):")
+            for f in problems:
+                out.print(
+                    Text.assemble(
+                        "  ",
+                        (
+                            "✗ " if f.level == "fail" else "! ",
+                            "red" if f.level == "fail" else "yellow",
+                        ),
+                        (_safe(f.subject), "bold"),
+                        f": {_safe(f.detail)}. ",
+                        _safe(f.fix or ""),
+                    )
+                )
+        if report.ready:
+            out.print("\n[green]ask is ready.[/green]")
+        else:
+            out.print(
+                f"\n[red]ask cannot run until the {len(report.blocking)} problem(s) marked ✗ "
+                "are fixed.[/red]"
+            )
+    if not report.ready:
+        ctx.exit(1)
 
 
 def main() -> None:
     """Entry point: a user-caused error is one sentence on stderr and exit status 1."""
     try:
-        cli.main(standalone_mode=False)
+        # Without standalone mode click returns a command's ctx.exit(n) status instead of
+        # exiting with it (ask's 2, doctor's 1): pass it on.
+        status = cli.main(standalone_mode=False)
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except click.exceptions.Abort:
         err.print("Interrupted.")
         sys.exit(130)
