@@ -208,3 +208,17 @@ def test_direct_mode_refuses_an_input_that_does_not_fit(tmp_home: Path) -> None:
     with pytest.raises(ContextOverflowError, match="use --mode rlm"):
         rlm.ask("q?", TEXT * 10)
     assert root.calls == []
+
+
+def test_a_non_answer_is_pushed_back_once(tmp_home: Path) -> None:
+    root = ScriptedModel(["FINAL('No hits found.')", "FINAL('4417')"])
+    result = _rlm(tmp_home, root).ask("What is the secret code?", TEXT)
+    assert result.answer == "4417"
+    assert "does not answer the question yet" in _last_user(root, 1)
+
+    root = ScriptedModel(["FINAL('None')", 'FINAL("None")'])
+    assert _rlm(tmp_home, root).ask("q?", TEXT).answer == "None"  # accepted the second time
+
+    root = ScriptedModel(["FINAL('not found')", "print(1)"])
+    result = _rlm(tmp_home, root, max_turns=2).ask("q?", TEXT)
+    assert result.answer == "not found"  # kept when nothing better came

@@ -211,6 +211,8 @@ class Engine:
             },
         ]
         seen_code: set[str] = set()
+        pushed_back = False
+        last_final: str | None = None  # a pushed-back non-answer, kept if nothing better comes
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             for turn in range(1, opts.max_turns + 1):
                 reason = self._last_turn_reason(turn, run)
@@ -272,7 +274,19 @@ class Engine:
                         }
                     )
                     if result.final is not None:
-                        return result.final
+                        if pushed_back or reason or not prompts.is_non_answer(result.final):
+                            return result.final
+                        # A small model gives up early ("No hits found."): ask once for another
+                        # way while turns remain.
+                        pushed_back = True
+                        last_final = result.final
+                        messages.append(
+                            {
+                                "role": "user",
+                                "content": prompts.non_answer_turn(question, result.final),
+                            }
+                        )
+                        continue
                     if result.error:
                         feedback = prompts.error_turn(result.error, result.output)
                     else:
@@ -280,7 +294,7 @@ class Engine:
                 if reason:
                     break
                 messages.append({"role": "user", "content": feedback})
-        return None
+        return last_final
 
     def _root_turn(
         self, messages: list[dict[str, str]], temperature: float = 0.0, seed: int | None = None

@@ -7,22 +7,32 @@ concrete question ("does this output answer it?") rather than "continue".
 
 from __future__ import annotations
 
+import re
+
 ROOT_SYSTEM = """\
 You answer a question about a long text you cannot see. The text is stored in the Python \
 variable `context`. You write Python code; you see only what the code prints.
 
 Reply with one ```python block, nothing else. Available in the code:
 - context: the text (a str), or a dict of file path -> text
-- grep(pattern) -> list of snippets around each regex match in context (case-insensitive)
+- grep(pattern) -> list of snippets around each regex match in context (case-insensitive; \
+for a dict, each snippet starts with its path)
 - chunks(size=8000) -> list of pieces of context
 - llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
 - FINAL(answer): give the final answer and stop
 
+Search for a short, rare word or name from the question, not a whole sentence. If a search \
+finds nothing, try other words.
+
 Example, to find a fact:
 ```python
-hits = grep("magic number")
+hits = grep("Oakridge")
 print(len(hits))
 print(hits[:5])
+```
+Example, to find a definition in code:
+```python
+print(grep(r"def parse_config\\b")[:5])
 ```
 Example, when every part must be read (summaries, classifying, counting by meaning):
 ```python
@@ -33,7 +43,7 @@ print(notes)
 ```
 Example, when the printed output shows the answer:
 ```python
-FINAL("The answer is 42.")
+FINAL("42")
 ```"""
 
 SUB_SYSTEM = "Answer briefly and precisely, using only the text you are given."
@@ -94,6 +104,26 @@ def repeat_turn(question: str) -> str:
     return (
         "You already ran exactly this code; its output is above. Write different code, "
         f"or call FINAL(answer) if the output answers: {question}"
+    )
+
+
+NON_ANSWER = re.compile(
+    r"^\W*(the answer is )?(none|null|unknown|n/?a)\W*$"
+    r"|\b(no|zero) (hits|matches|results|answer|information)\b"
+    r"|\bnot (found|mentioned|available)\b|\bcould not (find|determine)\b",
+    re.IGNORECASE,
+)
+
+
+def is_non_answer(answer: str) -> bool:
+    """A FINAL that only says nothing was found: worth one more try while turns remain."""
+    return bool(NON_ANSWER.search(answer.strip()[:200])) or not answer.strip()
+
+
+def non_answer_turn(question: str, answer: str) -> str:
+    return (
+        f"FINAL({answer[:80]!r}) does not answer the question yet. Search another way: other "
+        f"or shorter words, a name, or read the pieces with llm_query. Question: {question}"
     )
 
 
