@@ -74,7 +74,11 @@ def commit() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # Results files change with every run; only code changes make a row's commit "dirty".
+    changed = git(
+        "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"
+    )
+    return head + ("-dirty" if changed else "")
 
 
 def run(args: argparse.Namespace) -> Path:
