@@ -70,7 +70,7 @@ def machine() -> dict[str, Any]:
 def commit() -> str:
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent
+            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent.parent
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
