@@ -222,3 +222,12 @@ def test_a_non_answer_is_pushed_back_once(tmp_home: Path) -> None:
     root = ScriptedModel(["FINAL('not found')", "print(1)"])
     result = _rlm(tmp_home, root, max_turns=2).ask("q?", TEXT)
     assert result.answer == "not found"  # kept when nothing better came
+
+
+def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -> None:
+    failing = "print(context.split('\\t')[5])"
+    root = ScriptedModel([failing, failing, failing, "FINAL('ok')"])
+    result = _rlm(tmp_home, root).ask("q?", TEXT)
+    assert result.answer == "ok"
+    hint = _last_user(root, 3)
+    assert "already failed with: IndexError" in hint and "print(context[:500])" in hint

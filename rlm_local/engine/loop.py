@@ -210,7 +210,7 @@ class Engine:
                 "content": prompts.first_turn(question, prompts.describe_context(context)),
             },
         ]
-        seen_code: set[str] = set()
+        seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         pushed_back = False
         last_final: str | None = None  # a pushed-back non-answer, kept if nothing better comes
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
@@ -253,10 +253,15 @@ class Engine:
                 if not code.strip():
                     feedback = prompts.error_turn("your reply had no code.", "")
                 elif code in seen_code:
-                    feedback = prompts.repeat_turn(question)
+                    failed_with = seen_code[code]
+                    feedback = (
+                        prompts.repeat_error_turn(failed_with)
+                        if failed_with
+                        else prompts.repeat_turn(question)
+                    )
                 else:
-                    seen_code.add(code)
                     result = sandbox.run(code)
+                    seen_code[code] = result.error
                     run.stats.cells += 1
                     run.stats.worker_restarts += int(result.worker_restarted)
                     run.stats.cell_errors += int(result.error is not None)

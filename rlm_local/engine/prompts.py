@@ -107,6 +107,14 @@ def repeat_turn(question: str) -> str:
     )
 
 
+def repeat_error_turn(error: str) -> str:
+    return (
+        f"This exact code already failed with: {error}\n"
+        "Do not run it again. First look at the data, e.g. print(context[:500]) or "
+        "print(context.splitlines()[:5]), then write code that fits what you see."
+    )
+
+
 NON_ANSWER = re.compile(
     r"^\W*(the answer is )?(none|null|unknown|n/?a)\W*$"
     r"|\b(no|zero) (hits|matches|results|answer|information)\b"
