@@ -425,3 +425,20 @@ def test_worker_module_imports_no_model_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False"
+
+
+def test_grep_falls_back_to_the_rarest_word_of_an_over_specified_pattern() -> None:
+    source = {
+        "profile.py": "import sys\n\ndef runctx(statement, globals, locals, sort=-1):\n    pass\n",
+        "other.py": "x = globals()\n",
+    }
+    with Sandbox(source, limits=SandboxLimits(wall_seconds=10)) as sandbox:
+        result = sandbox.run(
+            "hits = grep(r'def runctx\\(self, frame, globals, locals, sort=None\\):')\n"
+            "print(len(hits))\nprint(hits[0])"
+        )
+        assert result.error is None, result.error
+        assert result.output.startswith("1\n(no exact match for the pattern; hits for 'runctx'")
+        assert "profile.py: " in result.output and "sort=-1" in result.output
+        exact = sandbox.run("print(grep('zebra'))\nprint(grep('zebra crossing here'))")
+        assert exact.output == "[]\n[]\n"  # nothing to fall back to: still empty

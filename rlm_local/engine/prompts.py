@@ -116,8 +116,8 @@ def repeat_error_turn(error: str) -> str:
 
 
 NON_ANSWER = re.compile(
-    r"^\W*(the answer is )?(none|null|unknown|n/?a)\W*$"
-    r"|\b(no|zero) (hits|matches|results|answer|information)\b"
+    r"^\W*(the answer is )?(none|null|unknown|n/?a|\[\]|\{\})\W*$"
+    r"|\b(no|zero) (exact )?(hits?|match(es)?|results?|answers?|information)\b"
     r"|\bnot (found|mentioned|available)\b|\bcould not (find|determine)\b",
     re.IGNORECASE,
 )

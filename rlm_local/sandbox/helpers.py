@@ -58,12 +58,77 @@ def grep(
 ) -> list[str]:
     """Regex hits with `window` characters either side, whitespace collapsed.
 
-    A pattern that is not a valid regex is searched literally. Matches inside the previous hit's
+    A pattern that is not a valid regex is searched literally; one that finds nothing falls back
+    to its most distinctive word (the first hit says so). Matches inside the previous hit's
     window are not repeated. Scanning stops at `max_hits`, so huge inputs cost little.
     """
     window = _check_int("window", window, 0)
     max_hits = _check_int("max_hits", max_hits, 0)
-    regex = _compile(pattern, bool(ignore_case))
+    hits = _grep(_compile(pattern, bool(ignore_case)), text, window, max_hits)
+    if hits or max_hits == 0:
+        return hits
+    # Small models over-specify patterns (a whole signature, a sentence) and then give up on an
+    # empty result: fall back to the pattern's rarest word that occurs, and say so in the output.
+    anchor = _anchor(pattern, text)
+    if anchor is None:
+        return hits
+    hits = _grep(_word_regex(anchor), text, window, max_hits)
+    hits[0] = f"(no exact match for the pattern; hits for {anchor!r} instead) {hits[0]}"
+    return hits
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+_NOT_DISTINCTIVE = frozenset(
+    [
+        "def",
+        "class",
+        "self",
+        "return",
+        "import",
+        "from",
+        "none",
+        "true",
+        "false",
+        "lambda",
+        "the",
+        "and",
+        "for",
+        "with",
+        "what",
+        "which",
+    ]
+)
+_COUNT_CAP = 1000
+
+
+def _word_regex(word: str) -> re.Pattern[str]:
+    return re.compile(r"\b" + re.escape(word) + r"\b", re.IGNORECASE)
+
+
+def _anchor(pattern: str, text: Any) -> str | None:
+    """The pattern's rarest name-like word that occurs in `text` (None for a one-word pattern)."""
+    words = {w for w in _WORD.findall(pattern) if w.lower() not in _NOT_DISTINCTIVE}
+    if not words or (len(words) == 1 and pattern.strip() in words):
+        return None
+    defined = set(re.findall(r"(?:def|class)\s+([A-Za-z_]\w*)", pattern))
+    best: tuple[int, int, int, str] | None = None
+    for word in sorted(words, key=len, reverse=True)[:6]:
+        regex = _word_regex(word)
+        count = 0
+        for _, body in _sources(text, "grep"):
+            for _ in regex.finditer(body):
+                count += 1
+                if count >= _COUNT_CAP:
+                    break
+            if count >= _COUNT_CAP:
+                break
+        rank = (count, word not in defined, -len(word))
+        if count and (best is None or rank < best[:3]):
+            best = (*rank, word)
+    return best[3] if best else None
+
+
+def _grep(regex: re.Pattern[str], text: Any, window: int, max_hits: int) -> list[str]:
     hits: list[str] = []
     if max_hits == 0:
         return hits
