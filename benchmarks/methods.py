@@ -16,7 +16,6 @@ from rlm_local.engine import RunOptions
 from rlm_local.engine.prompts import direct_messages, sub_messages
 
 CHUNK_CHARS = 6000
-NONE_MARK = "NONE"
 
 
 @dataclass
@@ -95,16 +94,13 @@ def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any
     notes: list[str] = []
     for start in range(0, len(text), CHUNK_CHARS):
         piece = text[start : start + CHUNK_CHARS]
-        prompt = (
-            f"{piece}\n\nQuestion: {question}\nAnswer from this text only, briefly. "
-            f"If this text does not help, reply {NONE_MARK}."
-        )
+        # No "reply NONE if irrelevant" option: measured here, the 0.5B model then answers NONE
+        # even for the chunk that holds the answer. The combining call sorts the answers out.
+        prompt = f"{piece}\n\nQuestion: {question}\nAnswer briefly from this text."
         call = cached_chat(rlm.sub, rlm.cache, sub_messages(prompt), max_tokens=128)
         out.count(call)
         out.sub_calls += 1
-        answer = call.completion.text.strip()
-        if answer and NONE_MARK not in answer.upper()[:12]:
-            notes.append(f"- part {len(notes) + 1}: {answer}")
+        notes.append(f"- part {len(notes) + 1}: {call.completion.text.strip()}")
     out.details = notes
     combined = "\n".join(notes) or "(no part had anything relevant)"
     combine_prompt = [
