@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import run_cli
 
 from rlm_local.cache import CallCache
 
@@ -15,14 +14,7 @@ PAYLOAD = b"GGUF" + b"\x07" * 5000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_local", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
+_cli = run_cli
 
 
 def test_models_import_verify_rm_through_the_cli(tmp_home: Path, tmp_path: Path) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from benchmarks.haystack import niah_text
 from rlm_local.models import ResolvedModel
@@ -18,15 +17,7 @@ REPO = Path(__file__).parent.parent
 
 
 def _ask(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RLM_LOCAL_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_local", "ask", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=env,
-        timeout=900,
-    )
+    return run_cli("ask", *args, env={"RLM_LOCAL_HOME": str(home)}, stdin=stdin, timeout=900)
 
 
 @pytest.fixture

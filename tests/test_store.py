@@ -8,14 +8,13 @@ import hashlib
 import http.server
 import json
 import os
-import subprocess
-import sys
 import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from rlm_local.config import load_settings
 from rlm_local.errors import ModelCorruptError, ModelMissingError, PullError
@@ -180,14 +179,7 @@ def hub() -> Iterator[tuple[str, type[_HubHandler]]]:
     server.shutdown()
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_local", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
+_cli = run_cli
 
 
 def test_hf_pull_through_real_client_against_local_hub(
