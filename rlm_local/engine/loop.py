@@ -18,7 +18,7 @@ from typing import Any, Literal
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
 from rlm_local.engine import prompts
 from rlm_local.errors import ContextOverflowError, RlmLocalError
-from rlm_local.sandbox import Sandbox, SandboxLimits
+from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
 
 Listener = Callable[[dict[str, Any]], None]
 RESAMPLE_TEMPERATURE = 0.7
@@ -260,24 +260,8 @@ class Engine:
                         else prompts.repeat_turn(question)
                     )
                 else:
-                    result = sandbox.run(code)
+                    result = self._execute(sandbox, code, depth, turn, run)
                     seen_code[code] = result.error
-                    run.stats.cells += 1
-                    run.stats.worker_restarts += int(result.worker_restarted)
-                    run.stats.cell_errors += int(result.error is not None)
-                    run.emit(
-                        {
-                            "type": "cell",
-                            "depth": depth,
-                            "turn": turn,
-                            "code": code,
-                            "output": result.output,
-                            "error": result.error,
-                            "final": result.final,
-                            "seconds": round(result.seconds, 3),
-                            "worker_restarted": result.worker_restarted,
-                        }
-                    )
                     if result.final is not None:
                         if pushed_back or reason or not prompts.is_non_answer(result.final):
                             return result.final
@@ -300,6 +284,27 @@ class Engine:
                     break
                 messages.append({"role": "user", "content": feedback})
         return last_final
+
+    @staticmethod
+    def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
+        result = sandbox.run(code)
+        run.stats.cells += 1
+        run.stats.worker_restarts += int(result.worker_restarted)
+        run.stats.cell_errors += int(result.error is not None)
+        run.emit(
+            {
+                "type": "cell",
+                "depth": depth,
+                "turn": turn,
+                "code": code,
+                "output": result.output,
+                "error": result.error,
+                "final": result.final,
+                "seconds": round(result.seconds, 3),
+                "worker_restarted": result.worker_restarted,
+            }
+        )
+        return result
 
     def _root_turn(
         self, messages: list[dict[str, str]], temperature: float = 0.0, seed: int | None = None
