@@ -9,6 +9,7 @@ commit); the table benchmarks/results/<suite>[-<tag>].md is rebuilt from all row
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from benchmarks.tasks import SUITES, make_tasks, score
 from rlm_local.api import RLM
 from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions
+from rlm_local.models import ModelStore
 
 RESULTS = Path(__file__).parent / "results"
 err = Console(stderr=True)
@@ -82,9 +84,7 @@ def commit() -> str:
 
 
 def run(args: argparse.Namespace) -> Path:
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    methods = args.methods.split(",")
-    for m in methods:
+    for m in args.methods.split(","):
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     settings = load_settings(use_cache=not args.no_cache)
@@ -93,18 +93,39 @@ def run(args: argparse.Namespace) -> Path:
     options = RunOptions(
         max_turns=args.max_turns, max_sub_calls=args.max_sub_calls, max_seconds=args.max_seconds
     )
-    if args.scripted:
-        from benchmarks.scripted import scripted_models
+    with contextlib.ExitStack() as stack:
+        if args.scripted:
+            from benchmarks.scripted import scripted_models
 
-        root, sub = scripted_models()
-        rlm = RLM(settings, options, root=root, sub=sub)
-    else:
-        rlm = RLM(settings, options)
+            root, sub = scripted_models()
+            rlm = RLM(settings, options, root=root, sub=sub)
+        elif args.sub_servers:
+            from benchmarks.servers import sub_servers
+            from rlm_local.models.remote import OpenAIModel
+
+            store = ModelStore(settings.registry, settings.models_dir)
+            spec = stack.enter_context(sub_servers(store.resolve(settings.sub), args.sub_servers))
+            rlm = RLM(settings, options, sub=OpenAIModel(spec))
+        else:
+            rlm = RLM(settings, options)
+        return _run_jobs(args, rlm)
+
+
+def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    methods = args.methods.split(",")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = args.suite + (f"-{args.tag}" if args.tag else "")
+    if args.sub_servers:
+        name += f"-servers{args.sub_servers}"
     raw = out_dir / f"{name}.jsonl"
-    info = {"machine": machine(), "commit": commit(), "cache": not args.no_cache}
+    info = {
+        "machine": machine(),
+        "commit": commit(),
+        "cache": not args.no_cache,
+        "sub": f"{args.sub_servers} local servers" if args.sub_servers else "in-process",
+    }
     jobs = [(size, task, method) for size in sizes for task in make_tasks(args.suite, size, args.n)
             for method in methods]  # fmt: skip
     with (
@@ -200,6 +221,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--out", default=str(RESULTS))
     r.add_argument("--home", help="RLM_LOCAL_HOME for this run (cache and traces)")
     r.add_argument("--scripted", action="store_true", help="scripted models (smoke test only)")
+    r.add_argument(
+        "--sub-servers",
+        type=int,
+        default=0,
+        help="serve the sub-model from N local llama_cpp.server processes (127.0.0.1)",
+    )
     r.add_argument("--quiet", action="store_true")
     t = sub.add_parser("table", help="rebuild a markdown table from a results .jsonl")
     t.add_argument("raw", type=Path)
