@@ -311,13 +311,16 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
             if r.verified
             else ("[red]unverified[/red]" if r.present else "[dim]not pulled[/dim]")
         )
-        table.add_row(
-            r.name,
-            roles.get(r.name, ""),
-            f"{size / 1e9:.2f} GB" if size else "?",
-            state,
-            str(r.path) if r.present else "",
-        )
+        if r.spec.server is not None:
+            size_text, state, where = (
+                "served",
+                "[green]server[/green]",
+                " ".join(r.spec.server.base_urls),
+            )
+        else:
+            size_text = f"{size / 1e9:.2f} GB" if size else "?"
+            where = str(r.path) if r.present else ""
+        table.add_row(r.name, roles.get(r.name, ""), size_text, state, where)
     out.print(table)
     for r in rows:
         if r.problem:
