@@ -23,10 +23,31 @@ from rlm_local.models import ResolvedModel
 SERVED_NAME = "sub"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_server(
+    model: ResolvedModel, port: int, log: Path, threads: int = 1, n_ctx: int | None = None
+) -> subprocess.Popen[bytes]:
+    """One server in its own process group, so a kill takes its children too."""
+    options = {
+        "--model": str(model.path),
+        "--model_alias": SERVED_NAME,
+        "--host": "127.0.0.1",
+        "--port": str(port),
+        "--n_ctx": str(n_ctx or model.n_ctx),
+        "--n_threads": str(threads),
+        "--n_threads_batch": str(threads),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", *(x for kv in options.items() for x in kv)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 @contextmanager
@@ -37,36 +58,11 @@ def sub_servers(model: ResolvedModel, count: int, threads: int = 1) -> Iterator[
     urls = []
     try:
         for i in range(count):
-            port = _free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "llama_cpp.server",
-                        "--model",
-                        str(model.path),
-                        "--model_alias",
-                        SERVED_NAME,
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--n_ctx",
-                        str(model.n_ctx),
-                        "--n_threads",
-                        str(threads),
-                        "--n_threads_batch",
-                        str(threads),
-                    ],  # fmt: skip
-                    stdout=(logs / f"server{i}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+            port = free_port()
+            procs.append(start_server(model, port, logs / f"server{i}.log", threads=threads))
             urls.append(f"http://127.0.0.1:{port}/v1")
         for url, proc in zip(urls, procs, strict=True):
-            _wait_ready(url, proc)
+            wait_ready(url, proc)
         yield ModelSpec(
             name=f"{model.name}@{count}-servers",
             server=ServerSpec(base_urls=tuple(urls), model=SERVED_NAME, sha256=model.sha256),
@@ -84,7 +80,7 @@ def sub_servers(model: ResolvedModel, count: int, threads: int = 1) -> Iterator[
                 proc.wait()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from scripted import ScriptedModel
 
+from benchmarks.servers import SERVED_NAME, free_port, start_server, wait_ready
 from rlm_local.api import RLM
 from rlm_local.cache import CallCache
 from rlm_local.config import ModelSpec, ServerSpec, load_settings
@@ -26,54 +24,9 @@ from rlm_local.errors import ConfigError
 from rlm_local.models import ResolvedModel
 from rlm_local.models.remote import OpenAIModel, ServerError
 
-SERVED_NAME = "qwen-sub"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _start_server(model: ResolvedModel, port: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model.path),
-            "--model_alias",
-            SERVED_NAME,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "1",
-            "--n_threads_batch",
-            "1",
-        ],  # fmt: skip
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server at {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the server at {url} did not start in {timeout} s")
+    return start_server(model, port, log, threads=1, n_ctx=2048)
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +36,12 @@ def servers(
     logs = tmp_path_factory.mktemp("server-logs")
     started = []
     for i in range(2):
-        port = _free_port()
+        port = free_port()
         proc = _start_server(sub_model_file, port, logs / f"server{i}.log")
         started.append((f"http://127.0.0.1:{port}/v1", proc))
     try:
         for url, proc in started:
-            _wait_ready(url, proc)
+            wait_ready(url, proc)
         yield started
     finally:
         for _, proc in started:
@@ -137,10 +90,10 @@ def test_a_server_killed_mid_batch_loses_no_completed_call(
     tmp_path: Path,
 ) -> None:
     # A third server of our own, so killing it leaves the module's two untouched.
-    port = _free_port()
+    port = free_port()
     victim = _start_server(sub_model_file, port, tmp_path / "victim.log")
     victim_url = f"http://127.0.0.1:{port}/v1"
-    _wait_ready(victim_url, victim)
+    wait_ready(victim_url, victim)
     survivor_url = servers[0][0]
     sub = OpenAIModel(_spec([victim_url, survivor_url], concurrency=1))
     prompts = [
@@ -182,7 +135,7 @@ def test_served_identity_names_model_and_revision() -> None:
 
 
 def test_unreachable_servers_fail_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     model = OpenAIModel(_spec([f"http://127.0.0.1:{port}/v1"]), retries=1)
     monkeypatch.setattr("rlm_local.models.remote.DOWN_SECONDS", 0.1)
     with pytest.raises(ServerError, match="No server of served-sub answered"):
