@@ -173,9 +173,27 @@ class _Progress:
     show_default=True,
     help="direct: the root model reads the whole input; auto: direct only for short inputs.",
 )
-@click.option("--max-turns", type=click.IntRange(1, 200), default=10, show_default=True)
-@click.option("--max-sub-calls", type=click.IntRange(0, 100000), default=100, show_default=True)
-@click.option("--max-seconds", type=click.FloatRange(1), default=1800.0, show_default=True)
+@click.option(
+    "--max-turns",
+    type=click.IntRange(1, 200),
+    default=10,
+    show_default=True,
+    help="Root-model turns; the last one asks for the best answer so far.",
+)
+@click.option(
+    "--max-sub-calls",
+    type=click.IntRange(0, 100000),
+    default=100,
+    show_default=True,
+    help="llm_query calls allowed in the whole run.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(1),
+    default=1800.0,
+    show_default=True,
+    help="Wall-clock budget of the run.",
+)
 @click.option(
     "--max-depth",
     type=click.IntRange(0, 5),
@@ -183,10 +201,22 @@ class _Progress:
     show_default=True,
     help="Levels of rlm_query recursion; at the limit rlm_query becomes llm_query.",
 )
-@click.option("--cell-timeout", type=click.FloatRange(0.5), default=60.0, show_default=True)
+@click.option(
+    "--cell-timeout",
+    type=click.FloatRange(0.5),
+    default=60.0,
+    show_default=True,
+    help="Seconds one code cell may run before its worker is replaced.",
+)
 @click.option("--include", multiple=True, help="Glob of files to read from directories.")
 @click.option("--exclude", multiple=True, help="Glob of files to skip.")
-@click.option("--max-file-mb", type=click.FloatRange(0.001), default=64.0, show_default=True)
+@click.option(
+    "--max-file-mb",
+    type=click.FloatRange(0.001),
+    default=64.0,
+    show_default=True,
+    help="Larger input files are skipped with a notice.",
+)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the model-call cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each cell's code and output on stderr.")
