@@ -62,3 +62,20 @@ def test_help_texts_exist() -> None:
         result = _cli(*args)
         assert result.returncode == 0 and "Usage:" in result.stdout
     assert "--max-sub-calls" in _cli("ask", "--help").stdout
+
+
+def test_served_models_are_listed_with_their_servers(tmp_home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "served.toml"
+    config.write_text(
+        "[models.lan-sub]\nn_ctx = 4096\n[models.lan-sub.server]\n"
+        'base_urls = ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]\nmodel = "q"\n'
+    )
+    listing = _cli("--config", str(config), "models", "list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("lan-sub"))
+    assert "served" in row and "http://127.0.0.1:9/v1 http://127.0.0.1:10/v1" in row
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[models.x.server]\nbase_urls = ["ftp://host"]\nmodel = "q"\n')
+    refused = _cli("--config", str(bad), "models", "list")
+    assert refused.returncode == 1 and "http(s)://" in refused.stderr
+    assert "Traceback" not in refused.stderr
