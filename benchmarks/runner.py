@@ -172,9 +172,9 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
 
 def render_table(raw: Path, title: str) -> str:
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
-    groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["size_tokens"], row["method"])].append(row)
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:  # rows of different commits are never averaged together
+        groups[(row["size_tokens"], row["method"], row["commit"])].append(row)
     machines = sorted({f"{r['machine']['cpu']}, {r['machine']['cores']} cores, "
                        f"{r['machine']['llama']}" for r in rows})  # fmt: skip
     commits = sorted({r["commit"] for r in rows})
@@ -184,16 +184,19 @@ def render_table(raw: Path, title: str) -> str:
         f"Machine: {'; '.join(machines)}. Commit(s): {', '.join(commits)}. "
         f"Cache: {'on' if all(r['cache'] for r in rows) else 'off (or mixed)'}.",
         "",
-        "| size (tokens) | method | score | n | median s | turns | sub-calls | tokens evaluated "
-        "| cache hit rate | errors | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| size (tokens) | method | commit | score | n | median s | turns | sub-calls "
+        "| tokens evaluated | cache hit rate | errors | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (size, method), group in sorted(groups.items()):
+    order = {commit: min(r["time"] for r in rows if r["commit"] == commit) for commit in commits}
+    for (size, method, commit), group in sorted(
+        groups.items(), key=lambda item: (item[0][0], item[0][1], order[item[0][2]])
+    ):
         hits = sum(r.get("cache_hits", 0) for r in group)
         misses = sum(r.get("cache_misses", 0) for r in group)
         notes = sorted({n for r in group for n in r.get("notes", [])})
         lines.append(
-            f"| {size:,} | {method} | {statistics.mean(r['score'] for r in group):.2f} "
+            f"| {size:,} | {method} | {commit} | {statistics.mean(r['score'] for r in group):.2f} "
             f"| {len(group)} | {statistics.median(r['seconds'] for r in group):.1f} "
             f"| {statistics.mean(r.get('turns', 0) for r in group):.1f} "
             f"| {statistics.mean(r.get('sub_calls', 0) for r in group):.1f} "

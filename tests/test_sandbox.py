@@ -236,6 +236,17 @@ def test_final_and_final_var(sandbox: Sandbox) -> None:
     assert ok(sandbox.run("print(1)")) == "1\n"  # final is per cell
 
 
+def test_common_modules_need_no_import(sandbox: Sandbox) -> None:
+    code = "print(Counter('abca').most_common(1), re.sub('a', 'b', 'aa'), json.dumps([1]))"
+    assert ok(sandbox.run(code)) == "[('a', 2)] bb [1]\n"
+    assert ok(sandbox.run("re = 'mine'\nprint(re, math.floor(2.5), defaultdict(int)[1])")) == (
+        "mine 2 0\n"
+    )
+    result = sandbox.run("FINAL_VAR('nope')")  # a rebound name is the cell's own variable
+    assert "variables: re (line 1" in (result.error or "")
+    assert ok(sandbox.run("print(collections.Counter is Counter)")) == "True\n"
+
+
 def test_bridge_round_trip_and_errors() -> None:
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 

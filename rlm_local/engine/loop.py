@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
+from rlm_local.engine import labels as labeling
 from rlm_local.engine import prompts
 from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
@@ -83,6 +84,15 @@ def _as_context(piece: Any) -> str | dict[str, str]:
     return json.dumps(piece, ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class _SubRequest:
+    """One sub-model call: plain llm_query prompts and classify batches alike."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int
+    grammar: str | None = None
+
+
 class _Run:
     """State of one question across its depths: counters, clock and event fan-out."""
 
@@ -92,6 +102,9 @@ class _Run:
         self.stats = RunStats()
         self.started = time.monotonic()
         self.lock = threading.RLock()  # sub-calls of a batch may run in threads
+        self.notices: list[str] = []  # what bridge functions did on the model's behalf
+        # classify's labels so far: (labels, instruction) -> item text -> label
+        self.labels: dict[tuple[tuple[str, ...], str], dict[str, str]] = {}
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -288,6 +301,10 @@ class Engine:
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
         result = sandbox.run(code)
+        if run.notices:  # shown with the output, so the model knows what was done for it
+            notes = "\n".join(run.notices)
+            run.notices.clear()
+            result = replace(result, output=f"{notes}\n{result.output}")
         run.stats.cells += 1
         run.stats.worker_restarts += int(result.worker_restarted)
         run.stats.cell_errors += int(result.error is not None)
@@ -333,19 +350,23 @@ class Engine:
 
     def _bridge(self, depth: int, run: _Run) -> dict[str, Callable[..., Any]]:
         def llm_query(prompt: Any) -> str:
-            return self._sub_call(str(prompt), depth, run)
+            return self._sub_call(self._query(str(prompt)), depth, run)
 
         def llm_query_batched(prompts_: list[Any]) -> list[str]:
             if not isinstance(prompts_, list):
                 raise TypeError("llm_query_batched takes a list of prompts")
             unique = list(dict.fromkeys(map(str, prompts_)))  # duplicates cost one call
-            answers = dict(zip(unique, self._sub_calls(unique, depth, run), strict=True))
-            return [answers[str(p)] for p in prompts_]
+            answers = self._sub_calls([self._query(p) for p in unique], depth, run)
+            by_prompt = dict(zip(unique, answers, strict=True))
+            return [by_prompt[str(p)] for p in prompts_]
+
+        def classify(items: Any, labels: Any, instruction: Any = None) -> list[str | None]:
+            return self._classify(labeling.check_request(items, labels, instruction), depth, run)
 
         def rlm_query(question: Any, piece: Any) -> str:
             if depth + 1 > self.options.max_depth:
                 body = piece if isinstance(piece, str) else json.dumps(piece, ensure_ascii=False)
-                return self._sub_call(f"{body}\n\nQuestion: {question}", depth, run)
+                return self._sub_call(self._query(f"{body}\n\nQuestion: {question}"), depth, run)
             answer = self._rlm(str(question), _as_context(piece), depth + 1, run)
             return answer if answer is not None else "(no answer found)"
 
@@ -353,27 +374,83 @@ class Engine:
             "llm_query": llm_query,
             "call_llm": llm_query,
             "llm_query_batched": llm_query_batched,
+            "classify": classify,
             "rlm_query": rlm_query,
         }
 
-    def _sub_calls(self, prompts_: list[str], depth: int, run: _Run) -> list[str]:
+    def _query(self, prompt: str) -> _SubRequest:
+        return _SubRequest(prompts.sub_messages(prompt), self.options.sub_max_tokens)
+
+    def _classify(self, request: labeling.LabelRequest, depth: int, run: _Run) -> list[str | None]:
+        scheme = (tuple(request.labels), request.instruction)
+        known = run.labels.setdefault(scheme, {})  # a cell re-run after an error costs nothing
+        todo = [text for text in request.distinct if text not in known]
+        groups = labeling.batches(todo)
+        with run.lock:
+            left = self.options.max_sub_calls - run.stats.sub_calls
+        field = labeling.record_field(request.items) if len(groups) > left else None
+        if field is not None:
+            # Whole records do not fit the budget: label their free-text field, as grep falls
+            # back to a rarer word, and say so in the cell's output.
+            narrowed = replace(
+                request, items=[labeling.field_text(item, field) for item in request.items]
+            )
+            needed = len(labeling.batches([t for t in narrowed.distinct if t not in known]))
+            if needed <= left:
+                run.notices.append(
+                    f"(classify: {len(todo)} different records need {len(groups)} sub-calls "
+                    f"but {left} are left, so only the text after {field!r} of each was "
+                    f"labelled: {len(narrowed.distinct)} different texts.)"
+                )
+                return self._classify(narrowed, depth, run)
+        if len(groups) > left:
+            raise RuntimeError(
+                f"labelling {len(todo)} different items takes {len(groups)} sub-calls "
+                f"({labeling.ITEMS_PER_CALL} items each) but {left} are left; classify fewer "
+                "items, e.g. only the part of each line the label depends on"
+            )
+        calls = [
+            _SubRequest(
+                labeling.messages(group, request),
+                labeling.max_tokens(len(group), request.labels),
+                labeling.grammar(len(group), request.labels),
+            )
+            for group in groups
+        ]
+        for group, reply in zip(groups, self._sub_calls(calls, depth, run), strict=True):
+            found = labeling.parse(reply, len(group), request.labels)
+            known.update((text, label) for text, label in zip(group, found, strict=True) if label)
+        result = [known.get(labeling.item_text(item)) for item in request.items]
+        run.emit(
+            {
+                "type": "classify",
+                "depth": depth,
+                "items": len(request.items),
+                "distinct": len(request.distinct),
+                "sub_calls": len(groups),
+                "unlabelled": sum(label is None for label in result),
+            }
+        )
+        return result
+
+    def _sub_calls(self, requests: list[_SubRequest], depth: int, run: _Run) -> list[str]:
         """Several sub-calls: concurrent when the sub-model is served by endpoints that allow it
         (a local llama.cpp model runs one at a time). A failed call becomes an error string in
         its slot; the others are kept."""
-        parallelism = min(getattr(self.sub, "parallelism", 1), len(prompts_))
+        parallelism = min(getattr(self.sub, "parallelism", 1), len(requests))
         if parallelism <= 1:
-            return [self._sub_call(p, depth, run) for p in prompts_]
+            return [self._sub_call(r, depth, run) for r in requests]
 
-        def one(prompt: str) -> str:
+        def one(request: _SubRequest) -> str:
             try:
-                return self._sub_call(prompt, depth, run)
+                return self._sub_call(request, depth, run)
             except RlmLocalError as exc:
                 return f"[llm_query error: {exc}]"
 
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
-            return list(pool.map(one, prompts_))
+            return list(pool.map(one, requests))
 
-    def _sub_call(self, prompt: str, depth: int, run: _Run) -> str:
+    def _sub_call(self, request: _SubRequest, depth: int, run: _Run) -> str:
         with run.lock:
             if run.stats.sub_calls >= self.options.max_sub_calls:
                 raise RuntimeError(
@@ -384,12 +461,14 @@ class Engine:
                 raise RuntimeError("the time budget is used up; call FINAL with your best answer")
             run.stats.sub_calls += 1
         started = time.monotonic()
+        prompt = request.messages[-1]["content"]
         try:
             call = cached_chat(
                 self.sub,
                 self.cache,
-                prompts.sub_messages(prompt),
-                max_tokens=self.options.sub_max_tokens,
+                request.messages,
+                max_tokens=request.max_tokens,
+                grammar=request.grammar,
             )
         except ContextOverflowError as exc:
             run.emit(

@@ -19,6 +19,7 @@ Reply with one ```python block, nothing else. Available in the code:
 for a dict, each snippet starts with its path)
 - chunks(size=8000) -> list of pieces of context
 - llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
+- classify(items, labels) -> list: a small model gives each item (a str) one of the labels
 - FINAL(answer): give the final answer and stop
 
 Search for a short, rare word or name from the question, not a whole sentence. If a search \
@@ -41,12 +42,25 @@ for piece in chunks():
     notes.append(llm_query(piece + "\\n\\nList every sentence about the budget."))
 print(notes)
 ```
+Example, when each line has a label (kind, topic, sentiment) the text does not state, decide \
+the labels with classify, then count in code:
+```python
+from collections import Counter
+texts = [line.split("Message:")[-1] for line in context.splitlines()]  # only the part to judge
+labels = classify(texts, ["bug report", "question", "praise"])
+print(Counter(labels))
+```
 Example, when the printed output shows the answer:
 ```python
 FINAL("42")
 ```"""
 
 SUB_SYSTEM = "Answer briefly and precisely, using only the text you are given."
+
+CLASSIFY_SYSTEM = (
+    "You label items. Give each item the one label that fits the item as a whole (what it is "
+    "about overall, not one word in it)."
+)
 
 DIRECT_SYSTEM = "Answer the question using only the text you are given. Be brief and precise."
 
@@ -141,6 +155,23 @@ def last_turn(question: str, reason: str) -> str:
 
 def sub_messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SUB_SYSTEM}, {"role": "user", "content": prompt}]
+
+
+def classify_messages(
+    texts: list[str], labels: list[str], instruction: str
+) -> list[dict[str, str]]:
+    """Labels first and items last, so consecutive batches share the evaluated prefix."""
+    label_lines = "\n".join(f"- {label}" for label in labels)
+    task = f"{instruction}\n\n" if instruction else ""
+    item_lines = "\n".join(f"{number}. {text}" for number, text in enumerate(texts, 1))
+    return [
+        {"role": "system", "content": CLASSIFY_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Labels:\n{label_lines}\n\n{task}Items:\n{item_lines}\n\n"
+            "Reply with one line per item: its number, a colon, its label.",
+        },
+    ]
 
 
 def direct_messages(question: str, context: str | dict[str, str]) -> list[dict[str, str]]:

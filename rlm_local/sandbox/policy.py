@@ -26,7 +26,12 @@ from RestrictedPython.transformer import (
     copy_locations,
 )
 
-from rlm_local.sandbox.modules import ModuleProxy, build_module_proxies, make_import_hook
+from rlm_local.sandbox.modules import (
+    ModuleProxy,
+    build_module_proxies,
+    make_import_hook,
+    proxy_attrs,
+)
 
 # Objects whose attributes expose the interpreter (frames, code, tracebacks, running generators).
 _INTROSPECTION_TYPES: tuple[type, ...] = (
@@ -343,6 +348,9 @@ class _ReadOnlyWrapper:
     __setitem__ = __delitem__ = __setattr__ = __delattr__ = _refuse
 
 
+PRELOADED_MODULES = ("re", "json", "math", "collections")
+
+
 class CellPolicy:
     """Guards and builtins for one worker. `collector` is swapped before each cell."""
 
@@ -450,6 +458,16 @@ class CellPolicy:
         table["True"] = True
         table["False"] = False
         return table
+
+    def preloaded(self) -> dict[str, Any]:
+        """Names a cell may use without importing them; small models forget the import line
+        (measured: `Counter` without `from collections import Counter`, a turn lost)."""
+        names: dict[str, Any] = {
+            module: self.proxies[module] for module in PRELOADED_MODULES if module in self.proxies
+        }
+        collections = proxy_attrs(self.proxies["collections"])
+        names.update({name: collections[name] for name in ("Counter", "defaultdict")})
+        return names
 
     def guards(self) -> dict[str, Any]:
         """The names RestrictedPython's rewritten code calls; restored before every cell."""

@@ -71,7 +71,8 @@ class Worker:
         self.cpu_seconds = int(limits["cpu_seconds"])
         self.memory_mb = int(limits["memory_mb"])
         self.policy = CellPolicy(int(limits["output_chars"]))
-        self.ns: dict[str, Any] = {}
+        self.preloaded = self.policy.preloaded()
+        self.ns: dict[str, Any] = dict(self.preloaded)
         self.final: str | None = None
         self.as_limit: int | None = None
         # Code object of every function a cell defined -> that cell's lines (for error lines).
@@ -101,10 +102,18 @@ class Worker:
                 'FINAL_VAR takes the name of a variable as a string, e.g. FINAL_VAR("answer")'
             )
         if name.startswith("_") or name in self.reserved_names or name not in self.ns:
-            names = public_names(self.ns, self.reserved_names)
+            names = self._variables()
             shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
             raise NameError(f"FINAL_VAR: no variable named {name!r}; variables: {shown or 'none'}")
         self._final(self.ns[name])
+
+    def _variables(self) -> list[str]:
+        """The cell's own variables: not the reserved names, not untouched preloaded ones."""
+        return [
+            n
+            for n in public_names(self.ns, self.reserved_names)
+            if n not in self.preloaded or self.ns[n] is not self.preloaded[n]
+        ]
 
     def _bridge_stub(self, name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,126 @@
+"""classify(items, labels): label many short texts with the sub-model in a few constrained calls.
+
+Small root models do not write "label each line with llm_query, then count in code" on their own
+(measured on OOLONG-style tasks: no sub-call at all), and when they do, each line costs a call.
+This turns the strategy into one sandbox call: distinct items only, several per sub-call, labels
+forced by a llama.cpp grammar so every reply parses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rlm_local.engine import prompts
+
+ITEMS_PER_CALL = 10
+MAX_LABELS = 50
+MAX_LABEL_CHARS = 100
+MAX_ITEM_CHARS = 500  # an item is a line or a short passage; longer ones are cut for labelling
+
+
+@dataclass(frozen=True)
+class LabelRequest:
+    """Validated arguments of one classify() call."""
+
+    items: list[str]  # as given (after str()), one label comes back for each
+    labels: list[str]
+    instruction: str
+
+    @property
+    def distinct(self) -> list[str]:
+        """The texts to label: equal items (after cutting and whitespace folding) cost one label."""
+        return list(dict.fromkeys(item_text(item) for item in self.items))
+
+
+def item_text(item: str) -> str:
+    return " ".join(item.split())[:MAX_ITEM_CHARS]
+
+
+def check_request(items: object, labels: object, instruction: object) -> LabelRequest:
+    """Reject what a model's code gets wrong with a message that says how to call it."""
+    if isinstance(items, str) or not isinstance(items, list | tuple):
+        raise TypeError("classify: items must be a list of str, e.g. context.splitlines()")
+    if isinstance(labels, str) or not isinstance(labels, list | tuple):
+        raise TypeError('classify: labels must be a list of str, e.g. ["positive", "negative"]')
+    names = [" ".join(str(label).split()) for label in labels]
+    if len(set(names)) != len(names) or not 2 <= len(names) <= MAX_LABELS:
+        raise ValueError(f"classify: labels must be 2 to {MAX_LABELS} different strings")
+    if any(not name or len(name) > MAX_LABEL_CHARS for name in names):
+        raise ValueError(f"classify: each label must have 1 to {MAX_LABEL_CHARS} characters")
+    if instruction is not None and not isinstance(instruction, str):
+        raise TypeError("classify: instruction must be a str")
+    return LabelRequest([str(item) for item in items], names, (instruction or "").strip())
+
+
+_FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
+
+
+def record_field(items: list[str]) -> str | None:
+    """The free-text field of record-like items ("Date: … || User: … || Text: …"), if any.
+
+    Small models pass whole lines, so dates and ids make every item distinct; labelling only the
+    last field (where free text usually is, after dates, ids and levels) is usually what was
+    meant and costs a fraction of the calls.
+    """
+    sample = items[:: max(1, len(items) // 200)]
+    if not sample:
+        return None
+    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
+    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
+    return f"{common[-1]}:" if len(common) >= 2 else None
+
+
+def field_text(item: str, field: str) -> str:
+    return item.split(field)[-1]
+
+
+def batches(texts: list[str], size: int = ITEMS_PER_CALL) -> list[list[str]]:
+    return [texts[start : start + size] for start in range(0, len(texts), size)]
+
+
+def _gbnf_literal(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def grammar(n_items: int, labels: list[str]) -> str:
+    """GBNF: exactly one "<n>: <label>" line per item, each label one of `labels`."""
+    lines = " ".join(f'"{number}: " label "\\n"' for number in range(1, n_items + 1))
+    choices = " | ".join(_gbnf_literal(label) for label in labels)
+    return f"root ::= {lines}\nlabel ::= {choices}\n"
+
+
+def max_tokens(n_items: int, labels: list[str]) -> int:
+    """Room for the longest label on every line (a token is rarely shorter than 2 characters)."""
+    longest = max(len(label) for label in labels)
+    return 8 + n_items * (longest // 2 + 6)
+
+
+_LINE = re.compile(r"^\s*(\d+)\s*[:.)-]\s*(.+?)\s*$")
+
+
+def parse(reply: str, n_items: int, labels: list[str]) -> list[str | None]:
+    """The label of each item in a reply; None where the reply gives no known label.
+
+    A grammar makes the reply exact; servers that ignore grammars may add prose or change case,
+    so labels are matched loosely (case, surrounding punctuation, the label inside a sentence).
+    """
+    by_key = {label.casefold(): label for label in labels}
+    found: list[str | None] = [None] * n_items
+    for line in reply.splitlines():
+        match = _LINE.match(line)
+        if not match or not 1 <= int(match.group(1)) <= n_items:
+            continue
+        said = match.group(2).strip().casefold()
+        label = (
+            by_key.get(said)
+            or by_key.get(said.strip("\"'`*."))
+            or next((by_key[k] for k in sorted(by_key, key=len, reverse=True) if k in said), None)
+        )
+        found[int(match.group(1)) - 1] = label
+    return found
+
+
+def messages(texts: list[str], request: LabelRequest) -> list[dict[str, str]]:
+    return prompts.classify_messages(texts, request.labels, request.instruction)

@@ -1,0 +1,147 @@
+"""classify(items, labels): prompt, grammar and parsing; the loop with scripted models; the real
+sub-model under the real grammar."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from scripted import ScriptedModel
+
+from rlm_local.api import RLM
+from rlm_local.cache import cached_chat
+from rlm_local.config import load_settings
+from rlm_local.engine import RunOptions
+from rlm_local.engine import labels as labeling
+from rlm_local.models.backend import LocalModel
+from rlm_local.trace import read_trace
+
+LABELS = ["positive", "negative"]
+
+
+def _labeller(label_for: dict[str, str]):
+    """A sub-model that labels numbered items by a lookup, as the grammar makes it reply."""
+
+    def answer(prompt: str) -> str:
+        items = re.findall(r"^(\d+)\. (.+)$", prompt.split("Items:")[1], re.MULTILINE)
+        return "\n".join(f"{n}: {label_for.get(text, 'negative')}" for n, text in items)
+
+    return answer
+
+
+def test_grammar_allows_one_line_per_item_and_escapes_labels() -> None:
+    grammar = labeling.grammar(3, ['say "hi"', "back\\slash"])
+    assert grammar.startswith('root ::= "1: " label "\\n" "2: " label "\\n" "3: " label "\\n"\n')
+    assert '"say \\"hi\\""' in grammar and '"back\\\\slash"' in grammar
+
+
+def test_parse_is_loose_about_case_punctuation_and_prose() -> None:
+    reply = "Here you go:\n1: Positive.\n2) the label is negative\n3: maybe\n9: positive"
+    assert labeling.parse(reply, 3, LABELS) == ["positive", "negative", None]
+
+
+@pytest.mark.parametrize(
+    ("items", "labels", "message"),
+    [
+        ("one line", LABELS, "items must be a list"),
+        (["a"], "positive", "labels must be a list"),
+        (["a"], ["only"], "2 to 50 different"),
+        (["a"], ["same", "same"], "2 to 50 different"),
+        (["a"], ["ok", "x" * 101], "1 to 100 characters"),
+    ],
+)
+def test_bad_arguments_say_how_to_call_it(items: object, labels: object, message: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=message):
+        labeling.check_request(items, labels, None)
+
+
+def test_record_field_finds_the_free_text_of_records() -> None:
+    lines = [f"Date: Jan {d:02d} || User: {d * 7} || Text: item {d % 3}" for d in range(1, 29)]
+    assert labeling.record_field(lines) == "Text:"
+    assert labeling.record_field(["plain text", "more: text"]) is None
+
+
+def _run(tmp_home: Path, cells: list[str], sub: ScriptedModel, **opts):
+    root = ScriptedModel(cells)
+    rlm = RLM(load_settings(), RunOptions(mode="rlm", **opts), root=root, sub=sub)
+    return rlm.ask("How many are positive?", CONTEXT), root
+
+
+CONTEXT = "\n".join(
+    f"Date: Mar {n % 28 + 1:02d} || User: {10000 + n} || Text: "
+    + ("great stuff" if n % 3 else "awful")
+    for n in range(60)
+)
+
+
+def test_classify_labels_distinct_items_in_batches_under_a_grammar(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
+    texts = [f"review {n % 25}" for n in range(100)]  # 25 different texts
+    cells = [
+        f"texts = {texts!r}\nlabels = classify(texts, {LABELS!r})\nprint(len(labels), labels[:2])",
+        "again = classify(texts, ['positive', 'negative'])\nFINAL(str(again == labels))",
+    ]
+    result, root = _run(tmp_home, cells, sub)
+    assert result.answer == "True"
+    assert "100 ['negative', 'negative']" in root.calls[1][-1]["content"]
+    assert len(sub.calls) == 3  # 25 different texts, 10 a call; the second cell cost nothing
+    assert all(p["grammar"].startswith('root ::= "1: " label') for p in sub.params)
+    assert sub.calls[0][-1]["content"].startswith("Labels:\n- positive\n- negative\n")
+    events = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "classify"]
+    assert [(e["items"], e["distinct"], e["sub_calls"]) for e in events] == [
+        (100, 25, 3),
+        (100, 25, 0),
+    ]
+
+
+def test_records_over_budget_fall_back_to_their_text_field(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
+    cells = [
+        "labels = classify(context.splitlines(), ['positive', 'negative'])\n"
+        "print(labels.count('positive'))",
+        "FINAL('done')",
+    ]
+    result, root = _run(tmp_home, cells, sub, max_sub_calls=5)
+    feedback = root.calls[1][-1]["content"]
+    assert "60 different records need 6 sub-calls but 5 are left" in feedback
+    assert "only the text after 'Text:'" in feedback
+    assert "\n40\n" in feedback  # 2 of every 3 lines say "great stuff"
+    assert len(sub.calls) == 1 and result.stats.sub_calls == 1
+
+
+def test_over_budget_without_records_is_a_clear_error(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=_labeller({}))
+    cells = [
+        f"print(classify([str(n) for n in range(40)], {LABELS!r}))",
+        "FINAL('x')",
+    ]
+    _, root = _run(tmp_home, cells, sub, max_sub_calls=3)
+    feedback = root.calls[1][-1]["content"]
+    assert "labelling 40 different items takes 4 sub-calls (10 items each) but 3 are left" in (
+        feedback
+    )
+    assert not sub.calls
+
+
+def test_real_sub_model_labels_under_the_grammar(sub_model: LocalModel) -> None:
+    """The real llama.cpp grammar: every line parses to one of the labels, quotes included."""
+    labels = ["praise", 'complaint about "delivery"', "question"]
+    texts = [
+        "I love this kettle, it is wonderful and works perfectly!",
+        "The parcel arrived two weeks late and the box was crushed.",
+        "Does this kettle also work with 110 volt sockets?",
+    ]
+    request = labeling.check_request(texts, labels, None)
+    call = cached_chat(
+        sub_model,
+        None,
+        labeling.messages(texts, request),
+        max_tokens=labeling.max_tokens(3, labels),
+        grammar=labeling.grammar(3, labels),
+    )
+    lines = call.completion.text.strip().splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == ["1", "2", "3"]
+    found = labeling.parse(call.completion.text, 3, labels)
+    assert None not in found
+    assert found[0] == "praise"
