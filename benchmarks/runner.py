@@ -231,13 +231,60 @@ def main(argv: list[str] | None = None) -> None:
         help="serve the sub-model from N local llama_cpp.server processes (127.0.0.1)",
     )
     r.add_argument("--quiet", action="store_true")
+    lab = sub.add_parser(
+        "labels", help="classify's label accuracy on OOLONG-style instances (results/labels.*)"
+    )
+    lab.add_argument("--model", choices=["sub", "root"], default="sub")
+    lab.add_argument("--size", default="32k", help="records of this size (tokens)")
+    lab.add_argument("--n", type=int, default=5, help="seeds 1..n (the oolong suite's tasks)")
+    lab.add_argument("--out", default=str(RESULTS))
+    lab.add_argument("--scripted", action="store_true", help="scripted model (smoke test only)")
     t = sub.add_parser("table", help="rebuild a markdown table from a results .jsonl")
     t.add_argument("raw", type=Path)
     args = parser.parse_args(argv)
     if args.command == "table":
         args.raw.with_suffix(".md").write_text(render_table(args.raw, args.raw.stem))
         return
+    if args.command == "labels":
+        run_labels(args)
+        return
     run(args)
+
+
+def run_labels(args: argparse.Namespace) -> Path:
+    from benchmarks import labels
+
+    settings = load_settings(use_cache=False)
+    if args.scripted:
+        from benchmarks.scripted import scripted_models
+
+        model, name = scripted_models()[1], "scripted"
+    else:
+        rlm = RLM(settings)
+        model = rlm.sub if args.model == "sub" else rlm.root
+        name = settings.sub if args.model == "sub" else settings.root
+    size = parse_size(args.size)
+    err.print(f"labelling the OOLONG-style instances of seeds 1..{args.n} at {size:,} tokens")
+    row = {
+        "model": f"{args.model} ({name})",
+        "size_tokens": size,
+        "seeds": f"1-{args.n}",
+        **labels.measure(model, size, list(range(1, args.n + 1))),
+        "machine": machine(),
+        "commit": commit(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "labels.jsonl"
+    with raw.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
+    table = raw.with_suffix(".md")
+    table.write_text(labels.render(rows), encoding="utf-8")
+    err.print(f"accuracy {row['accuracy']:.2f}, OOLONG ceiling {row['ceiling']:.2f}")
+    err.print(f"table: {table}")
+    return table
 
 
 if __name__ == "__main__":

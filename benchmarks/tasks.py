@@ -12,6 +12,7 @@ import random
 import re
 import sysconfig
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -185,10 +186,13 @@ def oolong_records(size_tokens: int, seed: int) -> list[Record]:
     return records
 
 
-def oolong_task(size_tokens: int, seed: int) -> Task:
+def oolong_task(
+    size_tokens: int, seed: int, label_of: Callable[[Record], str | None] = lambda r: r.label
+) -> Task:
+    """`label_of` replaces the true labels, e.g. with a model's, to see what they would score."""
     records = oolong_records(size_tokens, seed)
     text = "\n".join(r.line for r in records)
-    counts = Counter(r.label for r in records)
+    counts = Counter(label_of(r) for r in records)
     rng = random.Random(seed + 1)
     kind_of_question = seed % 5
     labels = ", ".join(LABELS)
@@ -198,10 +202,10 @@ def oolong_task(size_tokens: int, seed: int) -> Task:
     )
     if kind_of_question == 0:
         question = preface + "Which label is the most common? Answer with the label only."
-        answer, kind = counts.most_common()[0][0], "label"
+        answer, kind = max(LABELS, key=lambda label: counts[label]), "label"
     elif kind_of_question == 1:
         question = preface + "Which label is the least common? Answer with the label only."
-        answer, kind = counts.most_common()[-1][0], "label"
+        answer, kind = min(LABELS, key=lambda label: counts[label]), "label"
     elif kind_of_question == 2:
         a, b = rng.sample(LABELS, 2)
         question = (
@@ -212,7 +216,7 @@ def oolong_task(size_tokens: int, seed: int) -> Task:
         label = rng.choice(LABELS)
         users = sorted({r.user for r in records})
         subset = rng.sample(users, min(3, len(users)))
-        n = sum(1 for r in records if r.user in subset and r.label == label)
+        n = sum(1 for r in records if r.user in subset and label_of(r) == label)
         question = (
             preface + f"How many questions from users {', '.join(subset)} are labelled '{label}'? "
             "Answer with a number."
@@ -221,7 +225,7 @@ def oolong_task(size_tokens: int, seed: int) -> Task:
     else:
         label = rng.choice(LABELS)
         month = rng.randrange(12)
-        n = sum(1 for r in records if r.month == month and r.label == label)
+        n = sum(1 for r in records if r.month == month and label_of(r) == label)
         question = (
             preface + f"How many questions labelled '{label}' were asked in {_MONTH_NAMES[month]} "
             "(any year)? Answer with a number."

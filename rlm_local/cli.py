@@ -138,9 +138,11 @@ class _Progress:
             if event.get("error"):
                 err.print(f"[red]error:[/red] {escape(str(event['error']))}", markup=True)
         if self.status is not None:
-            what = {"turn": "root model wrote code", "cell": "ran the code"}.get(
-                str(kind), "asked the sub-model" if kind == "sub_call" else str(kind)
-            )
+            what = {
+                "turn": "root model wrote code",
+                "cell": "ran the code",
+                "classify": "labelled items with the sub-model",
+            }.get(str(kind), "asked the sub-model" if kind == "sub_call" else str(kind))
             self.status.update(self._line(float(event.get("elapsed", 0)), what))
 
     def _line(self, elapsed: float, what: str) -> str:
@@ -185,7 +187,7 @@ class _Progress:
     type=click.IntRange(0, 100000),
     default=100,
     show_default=True,
-    help="llm_query calls allowed in the whole run.",
+    help="Sub-model calls allowed in the whole run (llm_query; one per classify batch).",
 )
 @click.option(
     "--max-seconds",

@@ -59,3 +59,22 @@ def test_scorers() -> None:
     assert score(_task("expr", "0"), "It defaults to 0.") == 1.0
     assert score(_task("expr", "0"), "It defaults to 10") == 0.0
     assert score(_task("contains", "1234567"), None) == 0.0
+
+
+def test_label_accuracy_smoke(tmp_path: Path, tmp_home: Path) -> None:
+    out = tmp_path / "labels"
+    main(["labels", "--scripted", "--size", "2k", "--n", "2", "--out", str(out)])
+    (row,) = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert row["instances"] > 10 and row["calls"] == -(-row["instances"] // 10)
+    assert row["accuracy"] == 0.0  # the scripted sub-model answers NONE: no label parses
+    assert 0.0 <= row["ceiling"] <= 1.0 and len(row["ceiling_scores"]) == 2
+    assert "| sub (scripted) | 2,048 | 1-2 |" in (out / "labels.md").read_text()
+
+
+def test_oolong_answers_follow_the_labels_given() -> None:
+    from benchmarks.tasks import oolong_task
+
+    truth = oolong_task(8192, 5)  # seed 5: "which label is the most common"
+    assert oolong_task(8192, 5, label_of=lambda r: r.label) == truth
+    everything_entity = oolong_task(8192, 5, label_of=lambda r: "entity")
+    assert everything_entity.answer == "entity" and everything_entity.question == truth.question

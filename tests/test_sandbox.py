@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rlm_local.sandbox import CellResult, Sandbox, SandboxError, SandboxLimits
-from rlm_local.sandbox.helpers import chunks, grep
+from rlm_local.sandbox.helpers import chunks, grep, source
 
 LIMITS = SandboxLimits(wall_seconds=3, cpu_seconds=20, memory_mb=512, output_chars=2000)
 DOC = (
@@ -453,3 +453,31 @@ def test_grep_falls_back_to_the_rarest_word_of_an_over_specified_pattern() -> No
         assert "profile.py: " in result.output and "sort=-1" in result.output
         exact = sandbox.run("print(grep('zebra'))\nprint(grep('zebra crossing here'))")
         assert exact.output == "[]\n[]\n"  # nothing to fall back to: still empty
+
+
+CODE = {
+    "a.py": "import os\n\nclass Box:\n    def open(self, force=False):\n        return 1\n",
+    "b.py": (
+        "def open(path,\n         mode='r', *,\n         buffering=-1):\n"
+        '    """Open."""\n\n    return path\n\nVALUE = open\n'
+    ),
+}
+
+
+def test_source_reads_definitions_top_level_first() -> None:
+    text = source("open", CODE)
+    assert text.startswith("# b.py line 1\ndef open(path,\n         mode='r', *,\n")
+    assert "    return path" in text and "VALUE" not in text  # the body, not what follows
+    assert "# a.py line 4\n    def open(self, force=False):\n        return 1" in text
+    assert source("def Box(", CODE).startswith("# a.py line 3\nclass Box:\n    def open")
+    assert source("Box.open", CODE) == text  # the last name is the one looked up
+    assert source("nothing", CODE) == "(no def or class named 'nothing'; try grep('nothing'))"
+    assert source("open", CODE, max_lines=2).startswith("# b.py line 1\ndef open(path,\n")
+    assert "    ..." in source("open", CODE, max_lines=2)
+
+
+def test_source_in_a_cell() -> None:
+    with Sandbox(CODE) as code_sandbox:
+        assert ok(code_sandbox.run("print(source('Box'))")).startswith("# a.py line 3\nclass Box")
+        result = code_sandbox.run("source(42)")
+        assert "source: name must be a str" in (result.error or "")

@@ -18,6 +18,7 @@ Reply with one ```python block, nothing else. Available in the code:
 - grep(pattern) -> list of snippets around each regex match in context (case-insensitive; \
 for a dict, each snippet starts with its path)
 - chunks(size=8000) -> list of pieces of context
+- source(name) -> str: the code of the function or class `name`, headed by its file and line
 - llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
 - classify(items, labels) -> list: a small model gives each item (a str) one of the labels
 - FINAL(answer): give the final answer and stop
@@ -31,9 +32,9 @@ hits = grep("Oakridge")
 print(len(hits))
 print(hits[:5])
 ```
-Example, to find a definition in code:
+Example, to read a function or class in code (its file, signature and body):
 ```python
-print(grep(r"def parse_config\\b")[:5])
+print(source("parse_config"))
 ```
 Example, when every part must be read (summaries, classifying, counting by meaning):
 ```python

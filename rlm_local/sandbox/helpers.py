@@ -1,4 +1,4 @@
-"""grep and chunks: trusted worker-side helpers every cell gets.
+"""grep, chunks and source: trusted worker-side helpers every cell gets.
 
 Small models use these two well and write them badly themselves (unbounded regex output, chunks cut
 mid-word), so the sandbox provides tested versions that default to `context`.
@@ -194,6 +194,51 @@ def chunks(text: Context | None, size: int = 8000, overlap: int = 0) -> list[str
     return pieces
 
 
+_KEYWORDS = frozenset({"def", "class", "async", "function", "method"})
+
+
+def source(
+    name: str, text: Context | list[str] | None, max_lines: int = 60, max_defs: int = 5
+) -> str:
+    """The code of each function or class called `name`, headed by its path and line number.
+
+    "search, then read around the hit" in one call for code: a grep window cuts long signatures,
+    and small models then parse snippets with regexes and print the wrong group.
+    """
+    if not isinstance(name, str):
+        raise TypeError("source: name must be a str, e.g. source('parse_config')")
+    max_lines = _check_int("max_lines", max_lines, 1)
+    words = [w for w in re.findall(r"[A-Za-z_]\w*", name) if w not in _KEYWORDS]
+    if not words:
+        raise ValueError("source: name must be a function or class name, e.g. 'parse_config'")
+    wanted = words[-1]  # "Config.parse" or "def parse(" -> "parse"
+    regex = re.compile(rf"^([ \t]*)(?:async[ \t]+def|def|class)[ \t]+{re.escape(wanted)}\b", re.M)
+    found: list[tuple[int, str]] = []  # (indent, code): top-level definitions come first
+    for prefix, body in _sources(text, "source"):
+        for match in regex.finditer(body):
+            line_no = body.count("\n", 0, match.start()) + 1
+            lines = body[match.start() :].split("\n", max_lines + 1)[: max_lines + 1]
+            indent = len(match.group(1).expandtabs())
+            kept = [lines[0]]
+            for line in lines[1:]:
+                stripped = line.strip()
+                if (
+                    stripped
+                    and len(line) - len(line.lstrip()) <= indent
+                    and not (stripped.startswith((")", "]", "}")))
+                ):
+                    break
+                kept.append(line)
+            more = "\n    ..." if len(kept) > max_lines else ""
+            where = f"{prefix.rstrip(': ')} line {line_no}".strip()
+            code = "\n".join(kept[:max_lines]).rstrip()
+            found.append((indent, f"# {where}\n{code}{more}"))
+    if not found:
+        return f"(no def or class named {wanted!r}; try grep({wanted!r}))"
+    found.sort(key=lambda item: item[0])  # stable: file order within a level
+    return "\n\n".join(code for _, code in found[:max_defs])
+
+
 def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     """The helpers bound to this worker's context (the default `text`)."""
 
@@ -209,8 +254,13 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def chunks_(text: Context | None = None, size: int = 8000, overlap: int = 0) -> list[str]:
         return chunks(context if text is None else text, size, overlap)
 
+    def source_(name: str, text: Context | list[str] | None = None, max_lines: int = 60) -> str:
+        return source(name, context if text is None else text, max_lines)
+
+    source_.__name__ = source_.__qualname__ = "source"
+    source_.__doc__ = source.__doc__
     grep_.__name__ = grep_.__qualname__ = "grep"
     grep_.__doc__ = grep.__doc__
     chunks_.__name__ = chunks_.__qualname__ = "chunks"
     chunks_.__doc__ = chunks.__doc__
-    return {"grep": grep_, "chunks": chunks_}
+    return {"grep": grep_, "chunks": chunks_, "source": source_}
