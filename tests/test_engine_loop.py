@@ -64,21 +64,31 @@ def test_code_error_is_fed_back_and_fixed(tmp_home: Path) -> None:
 
 
 def test_reply_without_code_and_repeated_code(tmp_home: Path) -> None:
-    root = ScriptedModel(["", "print(1)", "print(1)", "print(1)", "FINAL('one')"])
+    # turn 3 repeats print(1) greedily and at all three resampling temperatures
+    root = ScriptedModel(["", "print(1)", *["print(1)"] * 4, "FINAL('one')"])
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "one"
     assert "no code" in _last_user(root, 1)
-    assert "already ran exactly this code" in _last_user(root, 4)
+    assert "already ran exactly this code" in _last_user(root, 6)
     assert result.stats.cells == 2  # the repeat was not run again
-    assert root.params[3]["temperature"] > 0 and root.params[3]["seed"] == 3  # one resample
+    resamples = [(p["temperature"], p["seed"]) for p in root.params[3:6]]
+    assert resamples == [(0.7, 3), (1.0, 3), (1.3, 3)]  # rising, seeded: still cacheable
 
 
-def test_a_repeated_cell_is_resampled_once(tmp_home: Path) -> None:
-    root = ScriptedModel(["print(1)", "print(1)", "FINAL('x')"])
+def test_a_repeated_cell_is_resampled_until_the_code_is_new(tmp_home: Path) -> None:
+    root = ScriptedModel(["print(1)", "print(1)", "print(1)", "print(2)", "FINAL('x')"])
     result = _rlm(tmp_home, root).ask("q?", TEXT)
-    assert result.answer == "x" and result.stats.turns == 2
+    assert result.answer == "x" and result.stats.turns == 3 and result.stats.cells == 3
     events = read_trace(Path(result.trace_path))
-    assert [e["type"] for e in events].count("repeat") == 1
+    assert [e["type"] for e in events].count("repeat") == 2
+    assert "Output:\n2" in _last_user(root, 4)
+
+
+def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> None:
+    root = ScriptedModel(["print(1)", *["print(1)"] * 8, "FINAL('stuck')"])
+    result = _rlm(tmp_home, root, max_turns=10).ask("q?", TEXT)
+    assert result.answer == "stuck" and result.stats.turns == 4  # not all ten turns
+    assert "You keep writing code that already ran." in _last_user(root, -1)
 
 
 def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:
@@ -226,8 +236,31 @@ def test_a_non_answer_is_pushed_back_once(tmp_home: Path) -> None:
 
 def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -> None:
     failing = "print(context.split('\\t')[5])"
-    root = ScriptedModel([failing, failing, failing, "FINAL('ok')"])
+    root = ScriptedModel([failing, *[failing] * 4, "FINAL('ok')"])  # 3 resamples in turn 2
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "ok"
-    hint = _last_user(root, 3)
+    hint = _last_user(root, 5)
     assert "already failed with: IndexError" in hint and "print(context[:500])" in hint
+
+
+@pytest.mark.parametrize(
+    ("question", "context", "example"),
+    [
+        ("What is the magic number for nimble-engine?", TEXT, "print(grep('nimble-engine')[:5])"),
+        ("Default of `indent` in function `pprint`?", {"a.py": "x"}, "print(source('pprint'))"),
+        ("Default of `indent` in function `pprint`?", TEXT, "print(grep('pprint')[:5])"),
+        ("What did Alice say about the budget?", TEXT, "print(grep('Alice')[:5])"),
+    ],
+)
+def test_a_model_that_gives_up_is_shown_a_concrete_search(
+    tmp_home: Path, question: str, context: str | dict[str, str], example: str
+) -> None:
+    root = ScriptedModel(["FINAL('not found')", "FINAL('42')"])
+    assert _rlm(tmp_home, root).ask(question, context).answer == "42"
+    assert f"For example: {example} Question: {question}" in _last_user(root, 1)
+
+
+def test_no_example_without_a_searchable_term(tmp_home: Path) -> None:
+    root = ScriptedModel(["FINAL('not found')", "FINAL('42')"])
+    _rlm(tmp_home, root).ask("who won?", TEXT)
+    assert "For example" not in _last_user(root, 1)

@@ -22,7 +22,8 @@ from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
 
 Listener = Callable[[dict[str, Any]], None]
-RESAMPLE_TEMPERATURE = 0.7
+RESAMPLE_TEMPERATURES = (0.7, 1.0, 1.3)  # tried in turn until the code is new
+STUCK_LIMIT = 2  # turns that only repeated old code before the model must answer
 Mode = Literal["auto", "rlm", "direct"]
 
 
@@ -225,10 +226,14 @@ class Engine:
         ]
         seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         pushed_back = False
+        stuck_turns = 0  # turns whose code, after resampling, had already run
+        example = prompts.search_example(question, context)  # a next cell for a model that gave up
         last_final: str | None = None  # a pushed-back non-answer, kept if nothing better comes
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             for turn in range(1, opts.max_turns + 1):
                 reason = self._last_turn_reason(turn, run)
+                if stuck_turns >= STUCK_LIMIT and not reason:
+                    reason = "You keep writing code that already ran."
                 if reason:
                     messages[-1]["content"] += "\n\n" + prompts.last_turn(question, reason)
                 try:
@@ -249,13 +254,16 @@ class Engine:
                 run.count(call)
                 run.stats.turns += 1
                 code = prompts.extract_code(call.completion.text)
-                if code in seen_code:
-                    # Greedy decoding of a small model loops on the same cell; one seeded
-                    # (so still cacheable) sample at a higher temperature breaks most loops.
+                for temperature in RESAMPLE_TEMPERATURES:
+                    if code not in seen_code:
+                        break
+                    # Greedy decoding of a small model loops on the same cell; seeded (so still
+                    # cacheable) samples at rising temperatures break most loops.
                     run.emit(self._turn_event(depth, turn, call, code=code, resampled=True))
-                    call = self._root_turn(messages, temperature=RESAMPLE_TEMPERATURE, seed=turn)
+                    call = self._root_turn(messages, temperature=temperature, seed=turn)
                     run.count(call)
                     code = prompts.extract_code(call.completion.text)
+                stuck_turns += code in seen_code
                 run.emit(self._turn_event(depth, turn, call, code=code))
                 messages.append(
                     {
@@ -268,7 +276,7 @@ class Engine:
                 elif code in seen_code:
                     failed_with = seen_code[code]
                     feedback = (
-                        prompts.repeat_error_turn(failed_with)
+                        prompts.repeat_error_turn(failed_with, example)
                         if failed_with
                         else prompts.repeat_turn(question)
                     )
@@ -285,7 +293,7 @@ class Engine:
                         messages.append(
                             {
                                 "role": "user",
-                                "content": prompts.non_answer_turn(question, result.final),
+                                "content": prompts.non_answer_turn(question, result.final, example),
                             }
                         )
                         continue

@@ -18,7 +18,6 @@ Reply with one ```python block, nothing else. Available in the code:
 - grep(pattern) -> list of snippets around each regex match in context (case-insensitive; \
 for a dict, each snippet starts with its path)
 - chunks(size=8000) -> list of pieces of context
-- source(name) -> str: the code of the function or class `name`, headed by its file and line
 - llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
 - classify(items, labels) -> list: a small model gives each item (a str) one of the labels
 - FINAL(answer): give the final answer and stop
@@ -32,9 +31,9 @@ hits = grep("Oakridge")
 print(len(hits))
 print(hits[:5])
 ```
-Example, to read a function or class in code (its file, signature and body):
+Example, to find a definition in code:
 ```python
-print(source("parse_config"))
+print(grep(r"def parse_config\\b")[:5])
 ```
 Example, when every part must be read (summaries, classifying, counting by meaning):
 ```python
@@ -42,14 +41,6 @@ notes = []
 for piece in chunks():
     notes.append(llm_query(piece + "\\n\\nList every sentence about the budget."))
 print(notes)
-```
-Example, when each line has a label (kind, topic, sentiment) the text does not state, decide \
-the labels with classify, then count in code:
-```python
-from collections import Counter
-texts = [line.split("Message:")[-1] for line in context.splitlines()]  # only the part to judge
-labels = classify(texts, ["bug report", "question", "praise"])
-print(Counter(labels))
 ```
 Example, when the printed output shows the answer:
 ```python
@@ -122,12 +113,12 @@ def repeat_turn(question: str) -> str:
     )
 
 
-def repeat_error_turn(error: str) -> str:
-    return (
-        f"This exact code already failed with: {error}\n"
-        "Do not run it again. First look at the data, e.g. print(context[:500]) or "
-        "print(context.splitlines()[:5]), then write code that fits what you see."
+def repeat_error_turn(error: str, example: str = "") -> str:
+    look = example or (
+        " First look at the data, e.g. print(context[:500]) or print(context.splitlines()[:5]),"
+        " then write code that fits what you see."
     )
+    return f"This exact code already failed with: {error}\nDo not run it again.{look}"
 
 
 NON_ANSWER = re.compile(
@@ -143,10 +134,38 @@ def is_non_answer(answer: str) -> bool:
     return bool(NON_ANSWER.search(answer.strip()[:200])) or not answer.strip()
 
 
-def non_answer_turn(question: str, answer: str) -> str:
+_BACKTICKED = re.compile(r"`([A-Za-z_][\w.]*)`")
+_HYPHENATED = re.compile(r"\b[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+\b")
+_NAME_LIKE = re.compile(  # snake_case, camelCase, or a capitalised word inside a sentence
+    r"\b[A-Za-z]+(?:_[A-Za-z0-9]+|[a-z][A-Z])[A-Za-z0-9_]*\b|(?<=[a-z,;:] )[A-Z][a-z]{3,}\b"
+)
+
+
+def key_term(question: str) -> str | None:
+    """The question's most searchable term: a `code name` (the last one: "parameter `p` of
+    function `f`" is about f), else a hyphenated key, else a name-like word; None if none."""
+    for pattern, pick in ((_BACKTICKED, -1), (_HYPHENATED, 0), (_NAME_LIKE, 0)):
+        found = pattern.findall(question)
+        if found:
+            return found[pick]
+    return None
+
+
+def search_example(question: str, context: str | dict[str, str]) -> str:
+    """One concrete next cell for a model that gave up, built from the question's key term."""
+    term = key_term(question)
+    if term is None:
+        return ""
+    if isinstance(context, dict) and _BACKTICKED.search(question):
+        return f" For example: print(source({term.split('.')[-1]!r}))"
+    return f" For example: print(grep({term!r})[:5])"
+
+
+def non_answer_turn(question: str, answer: str, example: str = "") -> str:
     return (
         f"FINAL({answer[:80]!r}) does not answer the question yet. Search another way: other "
-        f"or shorter words, a name, or read the pieces with llm_query. Question: {question}"
+        f"or shorter words, a name, or read the pieces with llm_query.{example} "
+        f"Question: {question}"
     )
 
 
