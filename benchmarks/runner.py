@@ -243,7 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("raw", type=Path)
     args = parser.parse_args(argv)
     if args.command == "table":
-        args.raw.with_suffix(".md").write_text(render_table(args.raw, args.raw.stem))
+        if args.raw.stem == "labels":
+            from benchmarks import labels
+
+            lines = args.raw.read_text(encoding="utf-8").splitlines()
+            table = labels.render([json.loads(line) for line in lines if line])
+        else:
+            table = render_table(args.raw, args.raw.stem)
+        args.raw.with_suffix(".md").write_text(table, encoding="utf-8")
         return
     if args.command == "labels":
         run_labels(args)

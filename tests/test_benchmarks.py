@@ -69,6 +69,9 @@ def test_label_accuracy_smoke(tmp_path: Path, tmp_home: Path) -> None:
     assert row["accuracy"] == 0.0  # the scripted sub-model answers NONE: no label parses
     assert 0.0 <= row["ceiling"] <= 1.0 and len(row["ceiling_scores"]) == 2
     assert "| sub (scripted) | 2,048 | 1-2 |" in (out / "labels.md").read_text()
+    (out / "labels.md").unlink()
+    main(["table", str(out / "labels.jsonl")])  # rebuilt from the raw rows
+    assert "| sub (scripted) | 2,048 | 1-2 |" in (out / "labels.md").read_text()
 
 
 def test_oolong_answers_follow_the_labels_given() -> None:

@@ -264,3 +264,10 @@ def test_no_example_without_a_searchable_term(tmp_home: Path) -> None:
     root = ScriptedModel(["FINAL('not found')", "FINAL('42')"])
     _rlm(tmp_home, root).ask("who won?", TEXT)
     assert "For example" not in _last_user(root, 1)
+
+
+def test_an_output_that_found_nothing_gets_a_concrete_search(tmp_home: Path) -> None:
+    root = ScriptedModel(["print('No magic number found.')", "print(7)", "FINAL('7')"])
+    _rlm(tmp_home, root).ask("What is the magic number for nimble-engine?", TEXT)
+    assert "For example: print(grep('nimble-engine')[:5])" in _last_user(root, 1)
+    assert "For example" not in _last_user(root, 2)  # an output with a value gets none

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from rlm_local.engine import prompts
 
@@ -27,7 +28,7 @@ class LabelRequest:
     labels: list[str]
     instruction: str
 
-    @property
+    @cached_property
     def distinct(self) -> list[str]:
         """The texts to label: equal items (after cutting and whitespace folding) cost one label."""
         return list(dict.fromkeys(item_text(item) for item in self.items))

@@ -300,7 +300,7 @@ class Engine:
                     if result.error:
                         feedback = prompts.error_turn(result.error, result.output)
                     else:
-                        feedback = prompts.output_turn(question, result.output)
+                        feedback = prompts.output_turn(question, result.output, example)
                 if reason:
                     break
                 messages.append({"role": "user", "content": feedback})

@@ -92,12 +92,15 @@ def first_turn(question: str, description: str) -> str:
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
 
 
-def output_turn(question: str, output: str) -> str:
+def output_turn(question: str, output: str, example: str = "") -> str:
+    """`example` (a concrete search) is added when the output only says nothing was found."""
     shown = output if output.strip() else "(nothing was printed; use print() to see values)"
+    hint = example if output.strip() and is_non_answer(output) else ""
     return (
         f"Output:\n{shown}\n\n"
         f"Does this output answer the question: {question}\n"
         "If yes, reply with code calling FINAL(answer). If not, write code for the next step."
+        + hint
     )
 
 
@@ -124,7 +127,8 @@ def repeat_error_turn(error: str, example: str = "") -> str:
 NON_ANSWER = re.compile(
     r"^\W*(the answer is )?(none|null|unknown|n/?a|\[\]|\{\})\W*$"
     r"|\b(no|zero) (exact )?(hits?|match(es)?|results?|answers?|information)\b"
-    r"|\bnot (found|mentioned|available)\b|\bcould not (find|determine)\b",
+    r"|\bnot (found|mentioned|available)\b|\bcould not (find|determine)\b"
+    r"|\bno\b[\w\s-]{0,40}\bfound\b",
     re.IGNORECASE,
 )
 
