@@ -145,3 +145,14 @@ def test_real_sub_model_labels_under_the_grammar(sub_model: LocalModel) -> None:
     found = labeling.parse(call.completion.text, 3, labels)
     assert None not in found
     assert found[0] == "praise"
+
+
+def test_the_classify_example_is_shown_for_records_only(tmp_home: Path) -> None:
+    for context, shown in ((CONTEXT, True), ("Plain prose. Note: nothing here.\n" * 50, False)):
+        root = ScriptedModel(["FINAL('x')"])
+        RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=ScriptedModel()).ask(
+            "q?", context
+        )
+        system = root.calls[0][0]["content"]
+        assert ("labels = classify(context.splitlines()" in system) is shown
+        assert system.endswith('FINAL("42")\n```')  # the same ending: one stable prompt per kind

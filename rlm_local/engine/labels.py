@@ -72,6 +72,13 @@ def record_field(items: list[str]) -> str | None:
     return f"{common[-1]}:" if len(common) >= 2 else None
 
 
+def is_records(context: str | dict[str, str]) -> bool:
+    """Whether the input is lines of records, the shape classify-then-count questions come in."""
+    if not isinstance(context, str):
+        return False
+    return record_field(context[:50_000].splitlines()[:200]) is not None
+
+
 def field_text(item: str, field: str) -> str:
     return item.split(field)[-1]
 

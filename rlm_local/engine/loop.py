@@ -218,7 +218,7 @@ class Engine:
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
         bridge = self._bridge(depth, run)
         messages = [
-            {"role": "system", "content": prompts.ROOT_SYSTEM},
+            {"role": "system", "content": prompts.root_system(labeling.is_records(context))},
             {
                 "role": "user",
                 "content": prompts.first_turn(question, prompts.describe_context(context)),

@@ -47,6 +47,26 @@ Example, when the printed output shows the answer:
 FINAL("42")
 ```"""
 
+# Shown only for inputs of records (lines with the same "Key: value" fields): measured, this
+# example makes the root model label lines with classify, and on prose or code it made the model
+# write regex code where a grep works (S-NIAH 8K 1.00 -> 0.40, codebase QA 0.60 -> 0.30).
+RECORDS_EXAMPLE = """\
+Example, to count lines by a label the text does not state (kind, topic, sentiment):
+```python
+labels = classify(context.splitlines(), ["bug report", "question", "praise"])
+print(Counter(labels))
+```
+"""
+_LAST_EXAMPLE = "Example, when the printed output shows the answer:"
+
+
+def root_system(records: bool) -> str:
+    """The root system prompt; fixed for a run, so llama.cpp reuses its evaluated prefix."""
+    if not records:
+        return ROOT_SYSTEM
+    return ROOT_SYSTEM.replace(_LAST_EXAMPLE, RECORDS_EXAMPLE + _LAST_EXAMPLE)
+
+
 SUB_SYSTEM = "Answer briefly and precisely, using only the text you are given."
 
 CLASSIFY_SYSTEM = (
