@@ -28,12 +28,14 @@ class RLM:
         *,
         root: ChatModel | None = None,
         sub: ChatModel | None = None,
+        labeller: ChatModel | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.options = options or RunOptions()
         self.store = ModelStore(self.settings.registry, self.settings.models_dir)
         self._root = root
         self._sub = sub
+        self._labeller = labeller
         self._cache: CallCache | None = None
 
     def _model(self, name_or_path: str) -> ChatModel:
@@ -63,6 +65,19 @@ class RLM:
         return self._sub
 
     @property
+    def labeller(self) -> ChatModel:
+        """classify's model; the same object as the root or sub model when it names the same."""
+        if self._labeller is None:
+            name = self.settings.labeller_model
+            if name == self.settings.root:
+                self._labeller = self.root
+            elif name == self.settings.sub:
+                self._labeller = self.sub
+            else:
+                self._labeller = self._model(name)
+        return self._labeller
+
+    @property
     def cache(self) -> CallCache | None:
         if self._cache is None and self.settings.use_cache:
             self._cache = CallCache(self.settings.cache_dir, self.settings.cache_size_mb)
@@ -77,8 +92,9 @@ class RLM:
         options: RunOptions | None = None,
     ) -> RunResult:
         """Answer one question; the run's trace is written to runs/<id>.jsonl as it goes."""
-        root, sub = self.root, self.sub  # resolve both first: a missing model fails before work
-        engine = Engine(root, sub, self.cache, options or self.options)
+        # Resolve every model first: a missing model fails before any work.
+        root, sub, labeller = self.root, self.sub, self.labeller
+        engine = Engine(root, sub, self.cache, options or self.options, labeller=labeller)
         run_id = new_run_id()
         trace = TraceWriter(self.settings.runs_dir, run_id)
         listeners = [trace] + ([on_event] if on_event else [])
@@ -91,7 +107,7 @@ class RLM:
         return result
 
     def close(self) -> None:
-        for model in (self._root, self._sub):
+        for model in {id(m): m for m in (self._root, self._sub, self._labeller)}.values():
             close = getattr(model, "close", None)
             if close:
                 close()

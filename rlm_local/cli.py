@@ -141,7 +141,7 @@ class _Progress:
             what = {
                 "turn": "root model wrote code",
                 "cell": "ran the code",
-                "classify": "labelled items with the sub-model",
+                "classify": "labelled items",
             }.get(str(kind), "asked the sub-model" if kind == "sub_call" else str(kind))
             self.status.update(self._line(float(event.get("elapsed", 0)), what))
 
@@ -167,6 +167,9 @@ class _Progress:
 @click.argument("inputs", nargs=-1)
 @click.option("--root", help="Root model: a name from `models list` or a .gguf path.")
 @click.option("--sub", help="Sub-model for llm_query: a name or a .gguf path.")
+@click.option(
+    "--labeller", help="Model for classify: a name or a .gguf path (default: the root model)."
+)
 @click.option("--profile", help="A model pair from models.toml [profiles] (e.g. large).")
 @click.option(
     "--mode",
@@ -230,6 +233,7 @@ def ask(
     inputs: tuple[str, ...],
     root: str | None,
     sub: str | None,
+    labeller: str | None,
     profile: str | None,
     mode: str,
     max_turns: int,
@@ -259,7 +263,9 @@ def ask(
         if sys.stdin.isatty():
             raise RlmLocalError("Give an input file or directory, or pipe text into rlm-local.")
         inputs = ("-",)
-    settings = _settings(ctx, root=root, sub=sub, profile=profile, use_cache=not no_cache)
+    settings = _settings(
+        ctx, root=root, sub=sub, labeller=labeller, profile=profile, use_cache=not no_cache
+    )
     loaded = load_inputs(
         list(inputs), InputOptions(include=include, exclude=exclude, max_file_mb=max_file_mb)
     )
@@ -313,7 +319,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     """Show each known model, its role, and whether it is present and verified."""
     settings = _settings(ctx)
     store = ModelStore(settings.registry, settings.models_dir)
-    roles = {settings.root: "root", settings.sub: "sub"}
+    roles = {settings.labeller_model: "labeller", settings.sub: "sub", settings.root: "root"}
     rows = store.list()
     if as_json:
         click.echo(
@@ -365,13 +371,13 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Download again even if a verified copy exists.")
 @click.pass_context
 def models_pull(ctx: click.Context, names: tuple[str, ...], pull_all: bool, force: bool) -> None:
-    """Download models (default: the root and sub models) and verify their sha256."""
+    """Download models (default: the models the roles use) and verify their sha256."""
     settings = _settings(ctx)
     store = ModelStore(settings.registry, settings.models_dir)
     if pull_all:
         names = tuple(settings.registry.models)
     elif not names:
-        names = tuple(dict.fromkeys([settings.root, settings.sub]))
+        names = tuple(settings.models_in_use())
     for name in names:
         started = time.monotonic()
         with _byte_progress(err.is_terminal) as progress:

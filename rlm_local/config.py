@@ -109,6 +109,17 @@ class Settings:
     n_gpu_layers: int = 0
     use_cache: bool = True
     cache_size_mb: int = 1024
+    # classify's model. The root model by default: measured on OOLONG-style items, the 1.5B
+    # labels 70% right and the 0.5B 37% (benchmarks/README.md), and labelling is a few calls.
+    labeller: str | None = None
+
+    @property
+    def labeller_model(self) -> str:
+        return self.labeller or self.root
+
+    def models_in_use(self) -> list[str]:
+        """The models the roles name, each once, root first."""
+        return list(dict.fromkeys([self.root, self.sub, self.labeller_model]))
 
     @property
     def models_dir(self) -> Path:
@@ -231,6 +242,7 @@ def load_settings(
     home: Path | None = None,
     root: str | None = None,
     sub: str | None = None,
+    labeller: str | None = None,
     profile: str | None = None,
     use_cache: bool = True,
     n_threads: int | None = None,
@@ -252,6 +264,10 @@ def load_settings(
         roles["root"] = root
     if sub:
         roles["sub"] = sub
+    if env := os.environ.get("RLM_LOCAL_LABELLER"):
+        roles["labeller"] = env
+    if labeller:
+        roles["labeller"] = labeller
     for role in ROLES:
         if role not in roles:
             raise ConfigError(f"No model is set for the '{role}' role; add it under [roles].")
@@ -260,6 +276,7 @@ def load_settings(
         registry=registry,
         root=roles["root"],
         sub=roles["sub"],
+        labeller=roles.get("labeller"),
         n_threads=n_threads or available_threads(),
         n_gpu_layers=(
             n_gpu_layers if n_gpu_layers is not None else _int_env("RLM_LOCAL_GPU_LAYERS", 0)

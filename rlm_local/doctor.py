@@ -247,7 +247,7 @@ def check_threads(settings: Settings | None) -> list[Finding]:
 
 
 def _role_label(name: str, settings: Settings) -> str:
-    roles = [r for r in ("root", "sub") if getattr(settings, r) == name]
+    roles = [r for r in ("root", "sub", "labeller") if getattr(settings, r) == name]
     return f"{name} ({', '.join(roles)})" if roles else name
 
 
@@ -258,7 +258,7 @@ def _model_finding(
     full: bool,
     progress: Progress | None,
 ) -> Finding:
-    role = name in (settings.root, settings.sub)
+    role = name in settings.models_in_use()
     label = _role_label(name, settings)
     status = store.status(name)
     spec = status.spec
@@ -355,10 +355,12 @@ def check_models(
     """Every registry model, role models first; full=True re-hashes each present file."""
     store = ModelStore(settings.registry, settings.models_dir)
     names = list(settings.registry.models)
-    roles = [n for n in dict.fromkeys([settings.root, settings.sub]) if n in names]
+    roles = [n for n in settings.models_in_use() if n in names]
     findings = []
-    for role in ("root", "sub"):
-        value = getattr(settings, role)
+    for role in ("root", "sub", "labeller"):
+        value = settings.labeller_model if role == "labeller" else getattr(settings, role)
+        if role == "labeller" and value in (settings.root, settings.sub):
+            continue
         if value not in names:  # a .gguf path given instead of a name
             findings.append(_path_model_finding(role, value))
     for name in roles + [n for n in names if n not in roles]:
@@ -518,7 +520,7 @@ def check_disk(home: Path, settings: Settings | None) -> list[Finding]:
     needed = 0
     if settings is not None:
         store = ModelStore(settings.registry, settings.models_dir)
-        for name in dict.fromkeys([settings.root, settings.sub]):
+        for name in settings.models_in_use():
             spec = settings.registry.models.get(name)
             if spec is not None and spec.server is None and not store.status(name).present:
                 needed += spec.size or 0

@@ -64,7 +64,7 @@ def test_record_field_finds_the_free_text_of_records() -> None:
 
 def _run(tmp_home: Path, cells: list[str], sub: ScriptedModel, **opts):
     root = ScriptedModel(cells)
-    rlm = RLM(load_settings(), RunOptions(mode="rlm", **opts), root=root, sub=sub)
+    rlm = RLM(load_settings(), RunOptions(mode="rlm", **opts), root=root, sub=sub, labeller=sub)
     return rlm.ask("How many are positive?", CONTEXT), root
 
 
@@ -124,19 +124,21 @@ def test_over_budget_without_records_is_a_clear_error(tmp_home: Path) -> None:
     assert not sub.calls
 
 
-def test_real_sub_model_labels_under_the_grammar(sub_model: LocalModel) -> None:
+@pytest.mark.parametrize("role", ["sub_model", "root_model"])
+def test_real_models_label_under_the_grammar(role: str, request: pytest.FixtureRequest) -> None:
     """The real llama.cpp grammar: every line parses to one of the labels, quotes included."""
+    model: LocalModel = request.getfixturevalue(role)
     labels = ["praise", 'complaint about "delivery"', "question"]
     texts = [
         "I love this kettle, it is wonderful and works perfectly!",
         "The parcel arrived two weeks late and the box was crushed.",
         "Does this kettle also work with 110 volt sockets?",
     ]
-    request = labeling.check_request(texts, labels, None)
+    label_request = labeling.check_request(texts, labels, None)
     call = cached_chat(
-        sub_model,
+        model,
         None,
-        labeling.messages(texts, request),
+        labeling.messages(texts, label_request),
         max_tokens=labeling.max_tokens(3, labels),
         grammar=labeling.grammar(3, labels),
     )
@@ -156,3 +158,36 @@ def test_the_classify_example_is_shown_for_records_only(tmp_home: Path) -> None:
         system = root.calls[0][0]["content"]
         assert ("labels = classify(context.splitlines()" in system) is shown
         assert system.endswith('FINAL("42")\n```')  # the same ending: one stable prompt per kind
+
+
+def test_classify_uses_the_labeller_and_llm_query_the_sub_model(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=lambda prompt: "a sub-model answer")
+    labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
+    cells = [
+        "labels = classify(['great stuff', 'awful'], ['positive', 'negative'])\n"
+        "FINAL(str(labels) + ' / ' + llm_query('hello'))"
+    ]
+    root = ScriptedModel(cells)
+    options = RunOptions(mode="rlm")
+    result = RLM(load_settings(), options, root=root, sub=sub, labeller=labeller).ask("q?", CONTEXT)
+    assert result.answer == "['positive', 'negative'] / a sub-model answer"
+    assert len(labeller.calls) == 1 and "grammar" in labeller.params[0]
+    assert len(sub.calls) == 1 and sub.params[0].get("grammar") is None
+    models = [e["model"] for e in read_trace(Path(result.trace_path)) if e["type"] == "sub_call"]
+    assert models == ["labeller", "sub"]
+
+
+def test_the_labeller_is_the_root_model_unless_set(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, sub = ScriptedModel(), ScriptedModel()
+    settings = load_settings()
+    assert settings.labeller_model == settings.root
+    assert RLM(settings, root=root, sub=sub).labeller is root
+    by_argument = load_settings(labeller=settings.sub)
+    assert RLM(by_argument, root=root, sub=sub).labeller is sub
+    assert by_argument.models_in_use() == [settings.root, settings.sub]
+    monkeypatch.setenv("RLM_LOCAL_LABELLER", "/models/other.gguf")
+    by_environment = load_settings()
+    assert by_environment.labeller_model == "/models/other.gguf"
+    assert by_environment.models_in_use()[-1] == "/models/other.gguf"

@@ -438,7 +438,7 @@ def test_worker_module_imports_no_model_code() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_grep_falls_back_to_the_rarest_word_of_an_over_specified_pattern() -> None:
+def test_grep_falls_back_to_definitions_or_the_rarest_word() -> None:
     source = {
         "profile.py": "import sys\n\ndef runctx(statement, globals, locals, sort=-1):\n    pass\n",
         "other.py": "x = globals()\n",
@@ -449,8 +449,12 @@ def test_grep_falls_back_to_the_rarest_word_of_an_over_specified_pattern() -> No
             "print(len(hits))\nprint(hits[0])"
         )
         assert result.error is None, result.error
-        assert result.output.startswith("1\n(no exact match for the pattern; hits for 'runctx'")
-        assert "profile.py: " in result.output and "sort=-1" in result.output
+        assert result.output.startswith(
+            "1\n(no exact match for the pattern; definitions of 'runctx' instead) profile.py: "
+        )
+        assert "sort=-1" in result.output
+        words = sandbox.run("print(grep('globals and locals and zebra')[0])")
+        assert words.output.startswith("(no exact match for the pattern; hits for 'locals'")
         exact = sandbox.run("print(grep('zebra'))\nprint(grep('zebra crossing here'))")
         assert exact.output == "[]\n[]\n"  # nothing to fall back to: still empty
 

@@ -92,6 +92,7 @@ class _SubRequest:
     messages: list[dict[str, str]]
     max_tokens: int
     grammar: str | None = None
+    labelling: bool = False  # classify's batches go to the labeller model
 
 
 class _Run:
@@ -141,9 +142,11 @@ class Engine:
         sub: ChatModel,
         cache: CallCache | None,
         options: RunOptions,
+        labeller: ChatModel | None = None,
     ) -> None:
         self.root = root
         self.sub = sub
+        self.labeller = labeller or sub
         self.cache = cache
         self.options = options
 
@@ -422,6 +425,7 @@ class Engine:
                 labeling.messages(group, request),
                 labeling.max_tokens(len(group), request.labels),
                 labeling.grammar(len(group), request.labels),
+                labelling=True,
             )
             for group in groups
         ]
@@ -445,7 +449,8 @@ class Engine:
         """Several sub-calls: concurrent when the sub-model is served by endpoints that allow it
         (a local llama.cpp model runs one at a time). A failed call becomes an error string in
         its slot; the others are kept."""
-        parallelism = min(getattr(self.sub, "parallelism", 1), len(requests))
+        model = self.labeller if requests and requests[0].labelling else self.sub
+        parallelism = min(getattr(model, "parallelism", 1), len(requests))
         if parallelism <= 1:
             return [self._sub_call(r, depth, run) for r in requests]
 
@@ -472,7 +477,7 @@ class Engine:
         prompt = request.messages[-1]["content"]
         try:
             call = cached_chat(
-                self.sub,
+                self.labeller if request.labelling else self.sub,
                 self.cache,
                 request.messages,
                 max_tokens=request.max_tokens,
@@ -496,6 +501,7 @@ class Engine:
             {
                 "type": "sub_call",
                 "depth": depth,
+                "model": "labeller" if request.labelling else "sub",
                 "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16],
                 "prompt": prompt[:20000],
                 "prompt_chars": len(prompt),

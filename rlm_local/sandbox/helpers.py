@@ -69,6 +69,13 @@ def grep(
         return hits
     # Small models over-specify patterns (a whole signature, a sentence) and then give up on an
     # empty result: fall back to the pattern's rarest word that occurs, and say so in the output.
+    # A guessed signature ("def run(self, a, b=None)") falls back to the definitions of the name
+    # it defines, not to its rarest word: "locals" led a model to answer from the wrong function.
+    for name in dict.fromkeys(_DEFINED.findall(pattern)):
+        hits = _grep(_definition_regex(name), text, window, max_hits)
+        if hits:
+            hits[0] = f"(no exact match for the pattern; definitions of {name!r} instead) {hits[0]}"
+            return hits
     anchor = _anchor(pattern, text)
     if anchor is None:
         return hits
@@ -101,6 +108,13 @@ _NOT_DISTINCTIVE = frozenset(
 _COUNT_CAP = 1000
 
 
+_DEFINED = re.compile(r"\b(?:def|class)(?:\\s[+*]?|\s+)([A-Za-z_]\w*)")
+
+
+def _definition_regex(name: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:def|class)\s+" + re.escape(name) + r"\b")
+
+
 def _word_regex(word: str) -> re.Pattern[str]:
     return re.compile(r"\b" + re.escape(word) + r"\b", re.IGNORECASE)
 
@@ -110,7 +124,7 @@ def _anchor(pattern: str, text: Any) -> str | None:
     words = {w for w in _WORD.findall(pattern) if w.lower() not in _NOT_DISTINCTIVE}
     if not words or (len(words) == 1 and pattern.strip() in words):
         return None
-    defined = set(re.findall(r"(?:def|class)\s+([A-Za-z_]\w*)", pattern))
+    defined = set(_DEFINED.findall(pattern))
     best: tuple[int, int, int, str] | None = None
     for word in sorted(words, key=len, reverse=True)[:6]:
         regex = _word_regex(word)
