@@ -440,19 +440,25 @@ def test_worker_module_imports_no_model_code() -> None:
 
 def test_grep_falls_back_to_definitions_or_the_rarest_word() -> None:
     source = {
-        "profile.py": "import sys\n\ndef runctx(statement, globals, locals, sort=-1):\n    pass\n",
+        "profile.py": (
+            "class Profile:\n    def runctx(self, cmd, globals, locals):\n        pass\n\n"
+            + "# filler\n" * 40
+            + "def runctx(statement, globals, locals, sort=-1):\n    pass\n"
+        ),
         "other.py": "x = globals()\n",
     }
     with Sandbox(source, limits=SandboxLimits(wall_seconds=10)) as sandbox:
         result = sandbox.run(
             "hits = grep(r'def runctx\\(self, frame, globals, locals, sort=None\\):')\n"
-            "print(len(hits))\nprint(hits[0])"
+            "print(len(hits))\nprint(hits[0])\nprint(hits[1])"
         )
         assert result.error is None, result.error
         assert result.output.startswith(
-            "1\n(no exact match for the pattern; definitions of 'runctx' instead) profile.py: "
+            "2\n(no exact match for the pattern; definitions of 'runctx' instead) profile.py: "
         )
-        assert "sort=-1" in result.output
+        first, second = result.output.splitlines()[1:3]
+        assert "sort=-1" in first and "cmd" not in first  # the top-level function comes first
+        assert "cmd" in second
         words = sandbox.run("print(grep('globals and locals and zebra')[0])")
         assert words.output.startswith("(no exact match for the pattern; hits for 'locals'")
         exact = sandbox.run("print(grep('zebra'))\nprint(grep('zebra crossing here'))")

@@ -72,7 +72,9 @@ def grep(
     # A guessed signature ("def run(self, a, b=None)") falls back to the definitions of the name
     # it defines, not to its rarest word: "locals" led a model to answer from the wrong function.
     for name in dict.fromkeys(_DEFINED.findall(pattern)):
-        hits = _grep(_definition_regex(name), text, window, max_hits)
+        top_level = _grep(_definition_regex(name, top_level=True), text, window, max_hits)
+        nested = _grep(_definition_regex(name, top_level=False), text, window, max_hits)
+        hits = (top_level + nested)[:max_hits]  # the module's own function before methods
         if hits:
             hits[0] = f"(no exact match for the pattern; definitions of {name!r} instead) {hits[0]}"
             return hits
@@ -111,8 +113,9 @@ _COUNT_CAP = 1000
 _DEFINED = re.compile(r"\b(?:def|class)(?:\\s[+*]?|\s+)([A-Za-z_]\w*)")
 
 
-def _definition_regex(name: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:def|class)\s+" + re.escape(name) + r"\b")
+def _definition_regex(name: str, top_level: bool) -> re.Pattern[str]:
+    indent = "" if top_level else r"[ \t]+"
+    return re.compile(rf"^{indent}(?:async\s+)?(?:def|class)\s+{re.escape(name)}\b", re.M)
 
 
 def _word_regex(word: str) -> re.Pattern[str]:
