@@ -42,6 +42,16 @@ def test_final_from_code(tmp_home: Path) -> None:
     assert TEXT[:400] not in first_prompt
 
 
+def test_a_bool_answers_a_yes_or_no_question_in_words(tmp_home: Path) -> None:
+    cell = "FINAL(str(TEXT_COUNT > 3))".replace("TEXT_COUNT", "context.count('secret')")
+    for question, expected in (
+        ("Is the secret code mentioned more than 3 times? Answer yes or no.", "yes"),
+        ("Is the secret code mentioned more than 3 times?", "True"),  # not asked for words
+    ):
+        result = _rlm(tmp_home, ScriptedModel([cell])).ask(question, TEXT)
+        assert result.answer == expected
+
+
 def test_final_var_and_trace(tmp_home: Path) -> None:
     root = ScriptedModel(["answer = context.count('secret')\nFINAL_VAR('answer')"])
     result = _rlm(tmp_home, root).ask("How many secrets?", TEXT)

@@ -169,7 +169,7 @@ class Engine:
         if mode == "direct":
             answer = self._direct(question, context, run)
         else:
-            answer = self._rlm(question, context, depth=0, run=run)
+            answer = prompts.as_yes_no(question, self._rlm(question, context, depth=0, run=run))
         result = RunResult(
             answer=answer,
             status="answered" if answer is not None else "no_answer",

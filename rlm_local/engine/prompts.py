@@ -172,6 +172,16 @@ def is_non_answer(answer: str) -> bool:
     return bool(NON_ANSWER.search(answer.strip()[:200])) or not answer.strip()
 
 
+_YES_OR_NO = re.compile(r"\byes or no\b", re.IGNORECASE)
+
+
+def as_yes_no(question: str, answer: str | None) -> str | None:
+    """A Python bool given as the answer to a yes-or-no question, said in its words."""
+    if answer is not None and _YES_OR_NO.search(question):
+        return {"True": "yes", "False": "no"}.get(answer.strip(), answer)
+    return answer
+
+
 _BACKTICKED = re.compile(r"`([A-Za-z_][\w.]*)`")
 _HYPHENATED = re.compile(r"\b[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+\b")
 _NAME_LIKE = re.compile(  # snake_case, camelCase, or a capitalised word inside a sentence
