@@ -455,6 +455,7 @@ def test_grep_falls_back_to_definitions_or_the_rarest_word() -> None:
         assert result.error is None, result.error
         assert result.output.startswith(
             "2\n(no exact match for the pattern; definitions of 'runctx' instead) profile.py: "
+            "def runctx(statement, globals, locals, sort=-1): pass"
         )
         first, second = result.output.splitlines()[1:3]
         assert "sort=-1" in first and "cmd" not in first  # the top-level function comes first

@@ -72,8 +72,9 @@ def grep(
     # A guessed signature ("def run(self, a, b=None)") falls back to the definitions of the name
     # it defines, not to its rarest word: "locals" led a model to answer from the wrong function.
     for name in dict.fromkeys(_DEFINED.findall(pattern)):
-        top_level = _grep(_definition_regex(name, top_level=True), text, window, max_hits)
-        nested = _grep(_definition_regex(name, top_level=False), text, window, max_hits)
+        # Each snippet starts at the definition, so its signature is the first thing read.
+        top_level = _grep(_definition_regex(name, True), text, window, max_hits, before=0)
+        nested = _grep(_definition_regex(name, False), text, window, max_hits, before=0)
         hits = (top_level + nested)[:max_hits]  # the module's own function before methods
         if hits:
             hits[0] = f"(no exact match for the pattern; definitions of {name!r} instead) {hits[0]}"
@@ -145,7 +146,9 @@ def _anchor(pattern: str, text: Any) -> str | None:
     return best[3] if best else None
 
 
-def _grep(regex: re.Pattern[str], text: Any, window: int, max_hits: int) -> list[str]:
+def _grep(
+    regex: re.Pattern[str], text: Any, window: int, max_hits: int, before: int | None = None
+) -> list[str]:
     hits: list[str] = []
     if max_hits == 0:
         return hits
@@ -154,7 +157,7 @@ def _grep(regex: re.Pattern[str], text: Any, window: int, max_hits: int) -> list
         for match in regex.finditer(body):
             if match.end() == match.start() or match.start() < covered:
                 continue
-            start = max(0, match.start() - window)
+            start = max(0, match.start() - (window if before is None else before))
             end = min(len(body), match.end() + window)
             covered = end
             hits.append(prefix + " ".join(body[start:end].split()))
