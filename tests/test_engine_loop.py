@@ -101,6 +101,22 @@ def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> No
     assert "You keep writing code that already ran." in _last_user(root, -1)
 
 
+def test_a_stuck_model_gets_the_concrete_search_run_for_it_once(tmp_home: Path) -> None:
+    source = "class P:\n    def runctx(self):\n        pass\n\ndef runctx(sort=-1):\n    pass\n"
+    code = {"profile.py": source}
+    guess = "print(grep('def runctx(self, sort=None)')[:1])"
+    root = ScriptedModel([guess, *[guess] * 4, *[guess] * 4, "FINAL('-1')"])
+    question = "What is the default of `sort` in the top-level function `runctx`?"
+    result = _rlm(tmp_home, root, max_turns=10).ask(question, code)
+    assert result.answer == "-1"
+    # turn 2: the guess again at every temperature, so the engine ran the search in its place
+    assert root.calls[6][-2]["content"] == "```python\nprint(source('runctx'))\n```"
+    assert "# profile.py line 5\ndef runctx(sort=-1):" in _last_user(root, 6)
+    events = read_trace(Path(result.trace_path))
+    assert [e.get("code") for e in events if e.get("substituted")] == ["print(source('runctx'))"]
+    assert result.stats.cells == 3  # the guess, the search, FINAL: the search ran only once
+
+
 def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:
     root = ScriptedModel(["print(1)", "print(2)", "print(3)"])
     result = _rlm(tmp_home, root, max_turns=3).ask("q?", TEXT)

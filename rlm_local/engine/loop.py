@@ -230,7 +230,8 @@ class Engine:
         seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         pushed_back = False
         stuck_turns = 0  # turns whose code, after resampling, had already run
-        example = prompts.search_example(question, context)  # a next cell for a model that gave up
+        search = prompts.search_cell(question, context)  # a next cell for a model that gave up
+        example = prompts.search_example(search)
         last_final: str | None = None  # a pushed-back non-answer, kept if nothing better comes
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             for turn in range(1, opts.max_turns + 1):
@@ -266,8 +267,15 @@ class Engine:
                     call = self._root_turn(messages, temperature=temperature, seed=turn)
                     run.count(call)
                     code = prompts.extract_code(call.completion.text)
+                substituted = code in seen_code and search is not None and search not in seen_code
+                if substituted:
+                    # Still stuck: run the concrete search for the model, once. New output moves
+                    # a 1.5B model where the advice to write it did not (it repeated its guess).
+                    run.emit(self._turn_event(depth, turn, call, code=code, resampled=True))
+                    code = search
                 stuck_turns += code in seen_code
-                run.emit(self._turn_event(depth, turn, call, code=code))
+                event = self._turn_event(depth, turn, call, code=code)
+                run.emit({**event, "substituted": True} if substituted else event)
                 messages.append(
                     {
                         "role": "assistant",

@@ -199,14 +199,18 @@ def key_term(question: str) -> str | None:
     return None
 
 
-def search_example(question: str, context: str | dict[str, str]) -> str:
+def search_cell(question: str, context: str | dict[str, str]) -> str | None:
     """One concrete next cell for a model that gave up, built from the question's key term."""
     term = key_term(question)
     if term is None:
-        return ""
+        return None
     if isinstance(context, dict) and _BACKTICKED.search(question):
-        return f" For example: print(source({term.split('.')[-1]!r}))"
-    return f" For example: print(grep({term!r})[:5])"
+        return f"print(source({term.split('.')[-1]!r}))"
+    return f"print(grep({term!r})[:5])"
+
+
+def search_example(cell: str | None) -> str:
+    return f" For example: {cell}" if cell else ""
 
 
 def non_answer_turn(question: str, answer: str, example: str = "") -> str:
