@@ -492,28 +492,3 @@ def test_source_in_a_cell() -> None:
         assert ok(code_sandbox.run("print(source('Box'))")).startswith("# a.py line 3\nclass Box")
         result = code_sandbox.run("source(42)")
         assert "source: name must be a str" in (result.error or "")
-
-
-def test_records_parse_key_value_lines_by_their_shared_fields() -> None:
-    lines = [
-        "Date: Jan 01, 2024 || User: 501 || Text: Where is Note: the key? a, User: b",
-        "",
-        "Date: Feb 02, 2023 || User: 502 || Text: What does RAM mean?",
-    ]
-    with Sandbox("\n".join(lines), limits=SandboxLimits(wall_seconds=10)) as sandbox:
-        result = sandbox.run("rows = records()\nprint(len(rows))\nprint(rows[0])\nprint(rows[1])")
-        assert result.error is None, result.error
-        assert result.output == (
-            "2\n{'Date': 'Jan 01, 2024', 'User': '501', 'Text': 'Where is Note: the key? a, User: b'}"
-            "\n{'Date': 'Feb 02, 2023', 'User': '502', 'Text': 'What does RAM mean?'}\n"
-        )
-        listed = sandbox.run(
-            "print(records(['Level: ERROR; Msg: disk full', 'Level: INFO; Msg: ok']))"
-        )
-        assert listed.output == (
-            "[{'Level': 'ERROR', 'Msg': 'disk full'}, {'Level': 'INFO', 'Msg': 'ok'}]\n"
-        )
-        prose = sandbox.run("records('Just prose.\\nNothing: here at all.\\nMore prose.')")
-        assert prose.error is not None
-        assert "records: the lines are not 'Key: value' records" in prose.error
-        assert "Traceback" not in prose.error

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from rlm_local.engine import prompts
-from rlm_local.sandbox.helpers import record_keys, records
 
 ITEMS_PER_CALL = 10
 MAX_LABELS = 50
@@ -55,6 +54,9 @@ def check_request(items: object, labels: object, instruction: object) -> LabelRe
     return LabelRequest([str(item) for item in items], names, (instruction or "").strip())
 
 
+_FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
+
+
 def record_field(items: list[str]) -> str | None:
     """The free-text field of record-like items ("Date: … || User: … || Text: …"), if any.
 
@@ -62,16 +64,19 @@ def record_field(items: list[str]) -> str | None:
     last field (where free text usually is, after dates, ids and levels) is usually what was
     meant and costs a fraction of the calls.
     """
-    keys = record_keys(items)
-    return f"{keys[-1]}:" if keys else None
+    sample = items[:: max(1, len(items) // 200)]
+    if not sample:
+        return None
+    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
+    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
+    return f"{common[-1]}:" if len(common) >= 2 else None
 
 
-def record_sample(context: str | dict[str, str]) -> list[dict[str, str]]:
-    """The first records of an input made of records ([] for prose and code)."""
+def is_records(context: str | dict[str, str]) -> bool:
+    """Whether the input is lines of records, the shape classify-then-count questions come in."""
     if not isinstance(context, str):
-        return []
-    head = context[:50_000].splitlines()[:200]
-    return records(head)[:20] if record_keys(head) else []
+        return False
+    return record_field(context[:50_000].splitlines()[:200]) is not None
 
 
 def field_text(item: str, field: str) -> str:

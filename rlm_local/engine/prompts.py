@@ -47,38 +47,24 @@ Example, when the printed output shows the answer:
 FINAL("42")
 ```"""
 
-# Shown only for inputs of records (lines with the same "Key: value" fields): measured, a
-# classify example makes the root model label lines with classify, and on prose or code it made the
-# model write regex code where a grep works (S-NIAH 8K 1.00 -> 0.40, codebase QA 0.60 -> 0.30).
-# It is written with the input's own field names and values, so filters are copied, not invented.
+# Shown only for inputs of records (lines with the same "Key: value" fields): measured, this
+# example makes the root model label lines with classify, and on prose or code it made the model
+# write regex code where a grep works (S-NIAH 8K 1.00 -> 0.40, codebase QA 0.60 -> 0.30).
+RECORDS_EXAMPLE = """\
+Example, to count lines by a label the text does not state (kind, topic, sentiment):
+```python
+labels = classify(context.splitlines(), ["bug report", "question", "praise"])
+print(Counter(labels))
+```
+"""
 _LAST_EXAMPLE = "Example, when the printed output shows the answer:"
 
 
-def records_example(sample: list[dict[str, str]]) -> str:
-    keys = list(sample[0])
-    text_key, filter_key = keys[-1], keys[-2]
-    values = list(dict.fromkeys(row.get(filter_key, "") for row in sample))
-    values = [value for value in values if value and len(value) <= 30][:2]
-    fields = ", ".join(f'"{key}": ...' for key in keys)
-    lines = [
-        "Example, for lines of records: label each by what its text is about, count in code:",
-        "```python",
-        f"rows = records()  # one dict per line: {{{fields}}}",
-        f'labels = classify([r["{text_key}"] for r in rows], '
-        '["bug report", "question and request", "praise"])',
-        "print(Counter(labels))",
-    ]
-    if values:
-        test = f"== {values[0]!r}" if len(values) == 1 else f"in ({values[0]!r}, {values[1]!r})"
-        lines.append(f'print(Counter(x for r, x in zip(rows, labels) if r["{filter_key}"] {test}))')
-    return "\n".join([*lines, "```", ""])
-
-
-def root_system(record_sample: list[dict[str, str]]) -> str:
+def root_system(records: bool) -> str:
     """The root system prompt; fixed for a run, so llama.cpp reuses its evaluated prefix."""
-    if not record_sample:
+    if not records:
         return ROOT_SYSTEM
-    return ROOT_SYSTEM.replace(_LAST_EXAMPLE, records_example(record_sample) + _LAST_EXAMPLE)
+    return ROOT_SYSTEM.replace(_LAST_EXAMPLE, RECORDS_EXAMPLE + _LAST_EXAMPLE)
 
 
 SUB_SYSTEM = "Answer briefly and precisely, using only the text you are given."
