@@ -492,3 +492,17 @@ def test_source_in_a_cell() -> None:
         assert ok(code_sandbox.run("print(source('Box'))")).startswith("# a.py line 3\nclass Box")
         result = code_sandbox.run("source(42)")
         assert "source: name must be a str" in (result.error or "")
+
+
+def test_printed_grep_hits_show_code_quotes_as_written() -> None:
+    code = {"ast.py": 'def parse(source, mode=\'exec\'):\n    """Parse."""\n', "b.py": "exec = 1\n"}
+    with Sandbox(code, limits=SandboxLimits(wall_seconds=10)) as sandbox:
+        result = sandbox.run(
+            "hits = grep('exec')\nprint(hits[:5])\nprint(len(hits), hits[1], isinstance(hits[0], str))"
+        )
+        assert result.error is None, result.error
+        assert result.output == (
+            '[\'ast.py: def parse(source, mode=\'exec\'): """Parse."""\',\n'
+            " 'b.py: exec = 1']\n"
+            "2 b.py: exec = 1 True\n"
+        )

@@ -49,13 +49,30 @@ def _compile(pattern: Any, ignore_case: bool) -> re.Pattern[str]:
         return re.compile(re.escape(pattern), flags)
 
 
+class Snippets(list[str]):
+    """grep's hits: a list whose printed form shows each snippet as written, one per line.
+
+    A plain list prints code with both quote kinds escaped (`mode=\\'exec\\'`), and a small model
+    then drops the quotes from the answer it copies.
+    """
+
+    def __repr__(self) -> str:
+        return "[" + ",\n ".join(f"'{snippet}'" for snippet in self) + "]"
+
+    __str__ = __repr__
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return Snippets(item) if isinstance(index, slice) else item
+
+
 def grep(
     pattern: str,
     text: Context | list[str] | None,
     window: int = 150,
     max_hits: int = 50,
     ignore_case: bool = True,
-) -> list[str]:
+) -> Snippets:
     """Regex hits with `window` characters either side, whitespace collapsed.
 
     A pattern that is not a valid regex is searched literally; one that finds nothing falls back
@@ -64,7 +81,13 @@ def grep(
     """
     window = _check_int("window", window, 0)
     max_hits = _check_int("max_hits", max_hits, 0)
-    hits = _grep(_compile(pattern, bool(ignore_case)), text, window, max_hits)
+    return Snippets(_hits_or_fallback(pattern, text, window, max_hits, bool(ignore_case)))
+
+
+def _hits_or_fallback(
+    pattern: str, text: Any, window: int, max_hits: int, ignore_case: bool
+) -> list[str]:
+    hits = _grep(_compile(pattern, ignore_case), text, window, max_hits)
     if hits or max_hits == 0:
         return hits
     # Small models over-specify patterns (a whole signature, a sentence) and then give up on an
@@ -268,7 +291,7 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
         window: int = 150,
         max_hits: int = 50,
         ignore_case: bool = True,
-    ) -> list[str]:
+    ) -> Snippets:
         return grep(pattern, context if text is None else text, window, max_hits, ignore_case)
 
     def chunks_(text: Context | None = None, size: int = 8000, overlap: int = 0) -> list[str]:
