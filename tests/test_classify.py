@@ -95,19 +95,21 @@ def test_classify_labels_distinct_items_in_batches_under_a_grammar(tmp_home: Pat
     ]
 
 
-def test_records_over_budget_fall_back_to_their_text_field(tmp_home: Path) -> None:
+def test_records_are_labelled_by_their_text_field(tmp_home: Path) -> None:
     sub = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
     cells = [
         "labels = classify(context.splitlines(), ['positive', 'negative'])\n"
         "print(labels.count('positive'))",
         "FINAL('done')",
     ]
-    result, root = _run(tmp_home, cells, sub, max_sub_calls=5)
+    result, root = _run(tmp_home, cells, sub)
     feedback = root.calls[1][-1]["content"]
-    assert "60 different records need 6 sub-calls but 5 are left" in feedback
-    assert "only the text after 'Text:'" in feedback
+    assert "the text after 'Text:' of each was labelled: 2 different texts in 60 records" in (
+        feedback
+    )
     assert "\n40\n" in feedback  # 2 of every 3 lines say "great stuff"
     assert len(sub.calls) == 1 and result.stats.sub_calls == 1
+    assert "Items:\n1. awful\n2. great stuff\n\n" in sub.calls[0][-1]["content"]
 
 
 def test_over_budget_without_records_is_a_clear_error(tmp_home: Path) -> None:

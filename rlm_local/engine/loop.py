@@ -407,21 +407,20 @@ class Engine:
         groups = labeling.batches(todo)
         with run.lock:
             left = self.options.max_sub_calls - run.stats.sub_calls
-        field = labeling.record_field(request.items) if len(groups) > left else None
+        field = labeling.record_field(request.items)
         if field is not None:
-            # Whole records do not fit the budget: label their free-text field, as grep falls
-            # back to a rarer word, and say so in the cell's output.
+            # Whole records ("Date: … || User: … || Text: …") are each different, so every line
+            # would cost a share of a call; their label is decided by the free-text field, which
+            # repeats. Label that, once per different text, and say so in the cell's output.
             narrowed = replace(
                 request, items=[labeling.field_text(item, field) for item in request.items]
             )
-            needed = len(labeling.batches([t for t in narrowed.distinct if t not in known]))
-            if needed <= left:
-                run.notices.append(
-                    f"(classify: {len(todo)} different records need {len(groups)} sub-calls "
-                    f"but {left} are left, so only the text after {field!r} of each was "
-                    f"labelled: {len(narrowed.distinct)} different texts.)"
-                )
-                return self._classify(narrowed, depth, run)
+            run.notices.append(
+                f"(classify: the items are records, so the text after {field!r} of each was "
+                f"labelled: {len(narrowed.distinct)} different texts in {len(request.items)} "
+                "records.)"
+            )
+            return self._classify(narrowed, depth, run)
         if len(groups) > left:
             raise RuntimeError(
                 f"labelling {len(todo)} different items takes {len(groups)} sub-calls "
