@@ -506,3 +506,18 @@ def test_printed_grep_hits_show_code_quotes_as_written() -> None:
             " 'b.py: exec = 1']\n"
             "2 b.py: exec = 1 True\n"
         )
+
+
+def test_counter_prints_one_count_a_line_with_its_ends_marked() -> None:
+    with Sandbox("x", limits=SandboxLimits(wall_seconds=10)) as sandbox:
+        result = sandbox.run(
+            "c = Counter(['a', 'b', 'b', 'c', 'c', 'c', 'd'])\nprint(c)\n"
+            "from collections import Counter as C\nprint(C('xy'), c.most_common(1), c['b'])"
+        )
+        assert result.error is None, result.error
+        assert result.output == (
+            "Counter, most common first:\n"
+            "  'c': 3  (most common)\n  'b': 2\n  'a': 1  (least common)\n"
+            "  'd': 1  (least common)\n"
+            "Counter, most common first:\n  'x': 1\n  'y': 1 [('c', 3)] 2\n"
+        )

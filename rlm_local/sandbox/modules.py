@@ -86,6 +86,25 @@ def _pick(module: ModuleType, names: Iterable[str]) -> dict[str, Any]:
     return {name: getattr(module, name) for name in names}
 
 
+class RankedCounter(collections.Counter):
+    """The sandbox's Counter: prints one count per line, most common first, ends marked.
+
+    Given `Counter({'a': 100, …, 'h': 25})`, a 1.5B model asked for the least common label
+    named another one (measured three times on OOLONG-style tasks with the right counts printed).
+    """
+
+    def __repr__(self) -> str:
+        if not self:
+            return "Counter()"
+        ranked = self.most_common()
+        top, bottom = ranked[0][1], ranked[-1][1]
+        marks = {top: "  (most common)", bottom: "  (least common)"} if top != bottom else {}
+        lines = [f"  {key!r}: {count}{marks.get(count, '')}" for key, count in ranked]
+        return "Counter, most common first:\n" + "\n".join(lines)
+
+    __str__ = __repr__
+
+
 def _json_dumps(obj: Any, **kwargs: Any) -> str:
     if "cls" in kwargs:
         raise TypeError("json.dumps(cls=...) is not allowed in the sandbox")
@@ -141,10 +160,10 @@ def _module_tables() -> dict[str, dict[str, Any]]:
                 "linear_regression", "StatisticsError",
             ],
         ),
-        "collections": _pick(
-            collections,
-            ["Counter", "defaultdict", "OrderedDict", "deque", "namedtuple", "ChainMap"],
-        ),
+        "collections": {
+            **_pick(collections, ["defaultdict", "OrderedDict", "deque", "namedtuple", "ChainMap"]),
+            "Counter": RankedCounter,
+        },
         "itertools": _pick(itertools, _public(itertools)),
         "functools": _pick(functools, ["reduce", "partial", "lru_cache", "cache", "cmp_to_key"]),
         "heapq": _pick(heapq, _public(heapq)),
