@@ -57,16 +57,6 @@ def check_request(items: object, labels: object, instruction: object) -> LabelRe
 _FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
 
 
-def record_keys(items: list[str]) -> list[str]:
-    """The "Key:" fields nearly every record-like item has, in order ([] unless two or more)."""
-    sample = items[:: max(1, len(items) // 200)]
-    if not sample:
-        return []
-    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
-    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
-    return common if len(common) >= 2 else []
-
-
 def record_field(items: list[str]) -> str | None:
     """The free-text field of record-like items ("Date: … || User: … || Text: …"), if any.
 
@@ -74,8 +64,12 @@ def record_field(items: list[str]) -> str | None:
     last field (where free text usually is, after dates, ids and levels) is usually what was
     meant and costs a fraction of the calls.
     """
-    keys = record_keys(items)
-    return f"{keys[-1]}:" if keys else None
+    sample = items[:: max(1, len(items) // 200)]
+    if not sample:
+        return None
+    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
+    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
+    return f"{common[-1]}:" if len(common) >= 2 else None
 
 
 def is_records(context: str | dict[str, str]) -> bool:
@@ -83,20 +77,6 @@ def is_records(context: str | dict[str, str]) -> bool:
     if not isinstance(context, str):
         return False
     return record_field(context[:50_000].splitlines()[:200]) is not None
-
-
-def record_filter(context: str | dict[str, str]) -> str | None:
-    """A "Key: value" of the input's first record, for an example that filters records by it
-    ("User: 18588"); None unless the input is lines of records."""
-    if not isinstance(context, str):
-        return None
-    lines = context[:50_000].splitlines()[:200]
-    keys = record_keys(lines)
-    if not keys:
-        return None
-    first = next(line for line in lines if f"{keys[-2]}:" in line)
-    value = re.split(r"\s*(?:\|\||[|;,\t])\s*", first.split(f"{keys[-2]}:", 1)[1].strip())[0]
-    return f"{keys[-2]}: {value}" if value and len(value) <= 30 else None
 
 
 def field_text(item: str, field: str) -> str:

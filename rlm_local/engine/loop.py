@@ -221,12 +221,7 @@ class Engine:
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
         bridge = self._bridge(depth, run)
         messages = [
-            {
-                "role": "system",
-                "content": prompts.root_system(
-                    labeling.is_records(context), labeling.record_filter(context)
-                ),
-            },
+            {"role": "system", "content": prompts.root_system(labeling.is_records(context))},
             {
                 "role": "user",
                 "content": prompts.first_turn(question, prompts.describe_context(context)),

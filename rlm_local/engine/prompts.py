@@ -53,25 +53,18 @@ FINAL("42")
 RECORDS_EXAMPLE = """\
 Example, to count lines by a label the text does not state (kind, topic, sentiment):
 ```python
-lines = context.splitlines()
-labels = classify(lines, ["bug report", "question", "praise"])
+labels = classify(context.splitlines(), ["bug report", "question", "praise"])
 print(Counter(labels))
 ```
 """
-# The subset line is written with a field and value of the input's first record.
-SUBSET_LINE = "print(Counter(x for line, x in zip(lines, labels) if {filter!r} in line))\n"
 _LAST_EXAMPLE = "Example, when the printed output shows the answer:"
 
 
-def root_system(records: bool, record_filter: str | None = None) -> str:
+def root_system(records: bool) -> str:
     """The root system prompt; fixed for a run, so llama.cpp reuses its evaluated prefix."""
     if not records:
         return ROOT_SYSTEM
-    example = RECORDS_EXAMPLE
-    if record_filter:
-        subset = SUBSET_LINE.format(filter=record_filter)
-        example = example.replace("print(Counter(labels))\n", f"print(Counter(labels))\n{subset}")
-    return ROOT_SYSTEM.replace(_LAST_EXAMPLE, example + _LAST_EXAMPLE)
+    return ROOT_SYSTEM.replace(_LAST_EXAMPLE, RECORDS_EXAMPLE + _LAST_EXAMPLE)
 
 
 SUB_SYSTEM = "Answer briefly and precisely, using only the text you are given."
