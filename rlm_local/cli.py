@@ -319,7 +319,11 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     """Show each known model, its role, and whether it is present and verified."""
     settings = _settings(ctx)
     store = ModelStore(settings.registry, settings.models_dir)
-    roles = {settings.labeller_model: "labeller", settings.sub: "sub", settings.root: "root"}
+    named = [(settings.root, "root"), (settings.sub, "sub"), (settings.labeller, "labeller")]
+    roles: dict[str, str] = {}
+    for name, role in named:  # the labeller is listed only when set apart from the root model
+        if name:
+            roles[name] = f"{roles[name]}, {role}" if name in roles else role
     rows = store.list()
     if as_json:
         click.echo(

@@ -63,3 +63,18 @@ def test_stdin_short_input_is_answered_directly(home_with_models: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "green" in result.stdout.lower()
     assert "mode direct" in result.stderr
+
+
+def test_an_unknown_labeller_is_one_clear_sentence(home_with_models: Path) -> None:
+    result = _ask("--labeller", "no-such-model", "What colour?", "README.md", home=home_with_models)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "'no-such-model' is neither a known model nor a .gguf file" in result.stderr
+
+
+def test_models_list_names_the_labeller_when_set_apart(tmp_path: Path) -> None:
+    env = {"RLM_LOCAL_HOME": str(tmp_path), "RLM_LOCAL_LABELLER": "qwen2.5-coder-0.5b-instruct"}
+    listed = json.loads(run_cli("models", "list", "--json", env=env).stdout)
+    roles = {row["name"]: row["role"] for row in listed}
+    assert roles["qwen2.5-coder-0.5b-instruct"] == "sub, labeller"
+    assert roles["qwen2.5-coder-1.5b-instruct"] == "root"
