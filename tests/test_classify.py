@@ -193,3 +193,28 @@ def test_the_labeller_is_the_root_model_unless_set(
     by_environment = load_settings()
     assert by_environment.labeller_model == "/models/other.gguf"
     assert by_environment.models_in_use()[-1] == "/models/other.gguf"
+
+
+def test_labels_the_question_lists_as_one_are_joined_again(tmp_home: Path) -> None:
+    assert labeling.rejoin_labels(
+        ["crash", "data loss", "praise"], "one of: crash and data loss, praise."
+    ) == [
+        "crash and data loss",
+        "praise",
+    ]
+    assert labeling.rejoin_labels(["cats", "dogs"], "Count cats and dogs separately.") == [
+        "cats",
+        "dogs",
+    ]
+    sub = ScriptedModel(answer=_labeller({"great stuff": "great and good", "awful": "bad"}))
+    cells = [
+        "labels = classify(['great stuff', 'awful'], ['great', 'good', 'bad'])\nprint(labels)",
+        "FINAL('done')",
+    ]
+    root = ScriptedModel(cells)
+    rlm = RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=sub, labeller=sub)
+    rlm.ask("Label each: one of: great and good, bad. How many?", CONTEXT)
+    feedback = root.calls[1][-1]["content"]
+    assert "the question lists 'great and good' as one label, so it was used as one." in feedback
+    assert "['great and good', 'bad']" in feedback
+    assert sub.calls[0][-1]["content"].startswith("Labels:\n- great and good\n- bad\n")

@@ -54,6 +54,22 @@ def check_request(items: object, labels: object, instruction: object) -> LabelRe
     return LabelRequest([str(item) for item in items], names, (instruction or "").strip())
 
 
+def rejoin_labels(labels: list[str], question: str) -> list[str]:
+    """Labels the question lists as one ("one of: description and abstract concept, entity")
+    that the code split in two, joined again; other labels as given."""
+    asked = " ".join(question.lower().split())
+    joined: list[str] = []
+    for label in labels:
+        if joined:
+            candidate = f"{joined[-1]} and {label}"
+            listed = re.search(rf"[:,]\s*{re.escape(candidate.lower())}\s*(?:[,.;?]|$)", asked)
+            if listed and candidate not in labels:
+                joined[-1] = candidate
+                continue
+        joined.append(label)
+    return joined
+
+
 _FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
 
 

@@ -219,7 +219,7 @@ class Engine:
     ) -> str | None:
         opts = self.options
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
-        bridge = self._bridge(depth, run)
+        bridge = self._bridge(question, depth, run)
         messages = [
             {"role": "system", "content": prompts.root_system(labeling.is_records(context))},
             {
@@ -367,7 +367,7 @@ class Engine:
 
     # -- the functions the sandbox can call -----------------------------------------------------
 
-    def _bridge(self, depth: int, run: _Run) -> dict[str, Callable[..., Any]]:
+    def _bridge(self, question: str, depth: int, run: _Run) -> dict[str, Callable[..., Any]]:
         def llm_query(prompt: Any) -> str:
             return self._sub_call(self._query(str(prompt)), depth, run)
 
@@ -380,7 +380,18 @@ class Engine:
             return [by_prompt[str(p)] for p in prompts_]
 
         def classify(items: Any, labels: Any, instruction: Any = None) -> list[str | None]:
-            return self._classify(labeling.check_request(items, labels, instruction), depth, run)
+            request = labeling.check_request(items, labels, instruction)
+            rejoined = labeling.rejoin_labels(request.labels, question)
+            if rejoined != request.labels:
+                # "one of: description and abstract concept, entity": code that split the list
+                # on "and" would count two labels that do not exist.
+                joined = [label for label in rejoined if label not in request.labels]
+                run.notices.append(
+                    f"(classify: the question lists {', '.join(map(repr, joined))} as one label, "
+                    "so it was used as one.)"
+                )
+                request = replace(request, labels=rejoined)
+            return self._classify(request, depth, run)
 
         def rlm_query(question: Any, piece: Any) -> str:
             if depth + 1 > self.options.max_depth:
