@@ -357,11 +357,10 @@ def check_models(
     names = list(settings.registry.models)
     roles = [n for n in settings.models_in_use() if n in names]
     findings = []
-    for role in ("root", "sub", "labeller"):
-        value = settings.labeller_model if role == "labeller" else getattr(settings, role)
-        if role == "labeller" and value in (settings.root, settings.sub):
-            continue
-        if value not in names:  # a .gguf path given instead of a name
+    # A role given as a .gguf path instead of a name; the labeller only when set apart.
+    labeller = settings.labeller if settings.labeller not in (settings.root, settings.sub) else None
+    for role, value in (("root", settings.root), ("sub", settings.sub), ("labeller", labeller)):
+        if value and value not in names:
             findings.append(_path_model_finding(role, value))
     for name in roles + [n for n in names if n not in roles]:
         findings.append(_model_finding(store, name, settings, full, progress))

@@ -412,12 +412,6 @@ class Engine:
         return _SubRequest(prompts.sub_messages(prompt), self.options.sub_max_tokens)
 
     def _classify(self, request: labeling.LabelRequest, depth: int, run: _Run) -> list[str | None]:
-        scheme = (tuple(request.labels), request.instruction)
-        known = run.labels.setdefault(scheme, {})  # a cell re-run after an error costs nothing
-        todo = [text for text in request.distinct if text not in known]
-        groups = labeling.batches(todo)
-        with run.lock:
-            left = self.options.max_sub_calls - run.stats.sub_calls
         field = labeling.record_field(request.items)
         if field is not None:
             # Whole records ("Date: … || User: … || Text: …") are each different, so every line
@@ -432,6 +426,12 @@ class Engine:
                 "records.)"
             )
             return self._classify(narrowed, depth, run)
+        scheme = (tuple(request.labels), request.instruction)
+        known = run.labels.setdefault(scheme, {})  # a cell re-run after an error costs nothing
+        todo = [text for text in request.distinct if text not in known]
+        groups = labeling.batches(todo)
+        with run.lock:
+            left = self.options.max_sub_calls - run.stats.sub_calls
         if len(groups) > left:
             raise RuntimeError(
                 f"labelling {len(todo)} different items takes {len(groups)} sub-calls "
@@ -467,7 +467,7 @@ class Engine:
         """Several sub-calls: concurrent when the sub-model is served by endpoints that allow it
         (a local llama.cpp model runs one at a time). A failed call becomes an error string in
         its slot; the others are kept."""
-        model = self.labeller if requests and requests[0].labelling else self.sub
+        model = self._model_for(requests[0]) if requests else self.sub
         parallelism = min(getattr(model, "parallelism", 1), len(requests))
         if parallelism <= 1:
             return [self._sub_call(r, depth, run) for r in requests]
@@ -480,6 +480,9 @@ class Engine:
 
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             return list(pool.map(one, requests))
+
+    def _model_for(self, request: _SubRequest) -> ChatModel:
+        return self.labeller if request.labelling else self.sub
 
     def _sub_call(self, request: _SubRequest, depth: int, run: _Run) -> str:
         with run.lock:
@@ -495,7 +498,7 @@ class Engine:
         prompt = request.messages[-1]["content"]
         try:
             call = cached_chat(
-                self.labeller if request.labelling else self.sub,
+                self._model_for(request),
                 self.cache,
                 request.messages,
                 max_tokens=request.max_tokens,
