@@ -126,8 +126,12 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
         "cache": not args.no_cache,
         "sub": f"{args.sub_servers} local servers" if args.sub_servers else "in-process",
     }
-    jobs = [(size, task, method) for size in sizes for task in make_tasks(args.suite, size, args.n)
-            for method in methods]  # fmt: skip
+    jobs = [
+        (size, task, method)
+        for size in sizes
+        for task in make_tasks(args.suite, size, args.n, args.first_seed)
+        for method in methods
+    ]
     with (
         Progress(
             TextColumn("{task.description}"),
@@ -215,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--suite", choices=sorted(SUITES), required=True)
     r.add_argument("--sizes", default="8k", help="comma-separated token counts, e.g. 8k,32k,1m")
     r.add_argument("--n", type=int, default=5, help="tasks per size")
+    r.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        help="seed of the first task; e.g. 3 with --n 3 adds seeds 3-5 to a run of seeds 1-2",
+    )
     r.add_argument("--methods", default="rlm,direct,chunked")
     r.add_argument("--no-cache", action="store_true", help="honest timing: no cache reads/writes")
     r.add_argument("--max-turns", type=int, default=10)
