@@ -73,26 +73,34 @@ def rejoin_labels(labels: list[str], question: str) -> list[str]:
 _FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
 
 
+def record_keys(items: list[str]) -> list[str]:
+    """The field names every record-like item has ("Date: … || User: … || Text: …"), in order;
+    empty when the items are not records (fewer than two such fields)."""
+    sample = items[:: max(1, len(items) // 200)]
+    if not sample:
+        return []
+    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
+    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
+    return common if len(common) >= 2 else []
+
+
 def record_field(items: list[str]) -> str | None:
-    """The free-text field of record-like items ("Date: … || User: … || Text: …"), if any.
+    """The free-text field of record-like items, if any.
 
     Small models pass whole lines, so dates and ids make every item distinct; labelling only the
     last field (where free text usually is, after dates, ids and levels) is usually what was
     meant and costs a fraction of the calls.
     """
-    sample = items[:: max(1, len(items) // 200)]
-    if not sample:
-        return None
-    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
-    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
-    return f"{common[-1]}:" if len(common) >= 2 else None
+    keys = record_keys(items)
+    return f"{keys[-1]}:" if keys else None
 
 
-def is_records(context: str | dict[str, str]) -> bool:
-    """Whether the input is lines of records, the shape classify-then-count questions come in."""
+def context_record_keys(context: str | dict[str, str]) -> list[str]:
+    """The fields of an input made of lines of records, the shape classify-then-count questions
+    come in; empty for anything else."""
     if not isinstance(context, str):
-        return False
-    return record_field(context[:50_000].splitlines()[:200]) is not None
+        return []
+    return record_keys(context[:50_000].splitlines()[:200])
 
 
 def field_text(item: str, field: str) -> str:

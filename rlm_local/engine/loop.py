@@ -162,7 +162,9 @@ class Engine:
                 "type": "run_start",
                 "question": question,
                 "mode": mode,
-                "context": prompts.describe_context(context),
+                "context": prompts.describe_context(
+                    context, labeling.context_record_keys(context)
+                ),
                 "options": asdict(self.options),
             }
         )
@@ -220,12 +222,11 @@ class Engine:
         opts = self.options
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
         bridge = self._bridge(question, depth, run)
+        record_keys = labeling.context_record_keys(context)
+        description = prompts.describe_context(context, record_keys)
         messages = [
-            {"role": "system", "content": prompts.root_system(labeling.is_records(context))},
-            {
-                "role": "user",
-                "content": prompts.first_turn(question, prompts.describe_context(context)),
-            },
+            {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
+            {"role": "user", "content": prompts.first_turn(question, description)},
         ]
         seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         pushed_back = False

@@ -89,14 +89,26 @@ def extract_code(reply: str) -> str:
     return after.split("```", 1)[0].strip("\n")
 
 
-def describe_context(context: str | dict[str, str], preview_chars: int = 300) -> str:
-    """What the root model learns about `context`: its shape and a peek, never its content."""
+def describe_context(
+    context: str | dict[str, str], record_keys: list[str] | None = None, preview_chars: int = 300
+) -> str:
+    """What the root model learns about `context`: its shape and a peek, never its content.
+
+    The peek keeps line breaks: shown as one run-on string, lines of records looked like one long
+    line, and the 1.5B model regexed across it instead of splitting lines.
+    """
     if isinstance(context, str):
         chars = len(context)
-        head = context[:preview_chars].replace("\n", " ")
+        lines = context.count("\n") + 1
+        shape = f"in {lines:,} lines" if lines > 1 else "in one line"
+        fields = (
+            f" Each line is a record with the fields {', '.join(record_keys)}."
+            if record_keys
+            else ""
+        )
         return (
-            f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens). "
-            f"It starts: {head!r}"
+            f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) {shape}."
+            f"{fields} It starts:\n{_peek(context, preview_chars)}"
         )
     total = sum(len(v) for v in context.values())
     names = sorted(context)
@@ -106,6 +118,22 @@ def describe_context(context: str | dict[str, str], preview_chars: int = 300) ->
         f"`context` is a dict of {len(names):,} files (path -> text), {total:,} characters in all "
         f"(about {total // 4:,} tokens). Files: {shown}{more}."
     )
+
+
+def _peek(text: str, chars: int) -> str:
+    """The first non-blank lines, whole, within `chars`; a longer first line is cut with "..."."""
+    shown: list[str] = []
+    used = 0
+    for line in text[: chars * 4].splitlines():
+        if not line.strip():
+            continue
+        if used + len(line) > chars:
+            if not shown:
+                shown.append(line[:chars].rstrip() + "...")
+            break
+        shown.append(line)
+        used += len(line) + 1
+    return "\n".join(shown) + ("\n..." if len(text) > used else "")
 
 
 def first_turn(question: str, description: str) -> str:
