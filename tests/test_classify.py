@@ -12,7 +12,7 @@ from scripted import ScriptedModel
 from rlm_local.api import RLM
 from rlm_local.cache import cached_chat
 from rlm_local.config import load_settings
-from rlm_local.engine import RunOptions
+from rlm_local.engine import RunOptions, prompts
 from rlm_local.engine import labels as labeling
 from rlm_local.models.backend import LocalModel
 from rlm_local.trace import read_trace
@@ -160,6 +160,20 @@ def test_the_classify_example_is_shown_for_records_only(tmp_home: Path) -> None:
         system = root.calls[0][0]["content"]
         assert ("labels = classify(context.splitlines()" in system) is shown
         assert system.endswith('FINAL("42")\n```')  # the same ending: one stable prompt per kind
+
+
+def test_the_first_turn_shows_lines_and_names_the_fields_of_records(tmp_home: Path) -> None:
+    root = ScriptedModel(["FINAL('x')"])
+    RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=ScriptedModel()).ask("q?", CONTEXT)
+    first = root.calls[0][1]["content"]
+    lines = CONTEXT.splitlines()
+    fields = "Each line is a record with the fields Date, User, Text."
+    assert f"in {len(lines):,} lines. {fields}" in first
+    assert f"It starts:\n{lines[0]}\n{lines[1]}\n" in first  # as lines, not one run-on string
+    prose = "Plain prose. Note: nothing here. " * 40
+    described = prompts.describe_context(prose, labeling.context_record_keys(prose))
+    assert "in one line. It starts:\nPlain prose." in described and "record" not in described
+    assert described.endswith("...\n...") and len(described) < 450  # a long line is cut
 
 
 def test_classify_uses_the_labeller_and_llm_query_the_sub_model(tmp_home: Path) -> None:

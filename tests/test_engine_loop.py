@@ -260,6 +260,32 @@ def test_a_non_answer_is_pushed_back_once(tmp_home: Path) -> None:
     assert result.answer == "not found"  # kept when nothing better came
 
 
+def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
+    tmp_home: Path,
+) -> None:
+    blind = (
+        "rows = [line for line in context.splitlines() if line.startswith('User: 7')]\n"
+        "FINAL(len(rows))"
+    )
+    root = ScriptedModel([blind, "FINAL('3')"])
+    events: list[dict] = []
+    result = _rlm(tmp_home, root).ask("How many rows?", TEXT, on_event=events.append)
+    assert result.answer == "3"
+    sent_back = _last_user(root, 1)
+    assert "Your code called FINAL('0') before you saw what it computed." in sent_back
+    assert "rows = list of 0 items (empty)" in sent_back
+    assert [e["values"] for e in events if e["type"] == "cell"][0] == sent_back.split(
+        "Its values:\n"
+    )[1].split("\n")[0]  # the trace keeps what the model was shown
+
+    root = ScriptedModel([blind, "FINAL(0)"])  # the same answer again is accepted
+    assert _rlm(tmp_home, root).ask("How many rows?", TEXT).answer == "0"
+    root = ScriptedModel(["print(len(context))", "FINAL(0)"])  # after a value was seen: kept
+    assert _rlm(tmp_home, root).ask("How many rows?", TEXT).answer == "0"
+    root = ScriptedModel(["FINAL(context.count('secret'))"])  # a value: no round trip
+    assert _rlm(tmp_home, root).ask("How many secrets?", TEXT).stats.turns == 1
+
+
 def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -> None:
     failing = "print(context.split('\\t')[5])"
     root = ScriptedModel([failing, *[failing] * 4, "FINAL('ok')"])  # 3 resamples in turn 2

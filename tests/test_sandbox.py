@@ -521,3 +521,26 @@ def test_counter_prints_one_count_a_line_with_its_ends_marked() -> None:
             "  'd': 1  (least common)\n"
             "Counter, most common first:\n  'x': 1\n  'y': 1 [('c', 3)] 2\n"
         )
+
+
+def test_a_final_comes_with_a_short_line_for_each_value_of_the_cell() -> None:
+    code = (
+        "import re\n"
+        "pairs = re.findall(r'(\\w+)=(\\d+)', context)\n"
+        "empty = [p for p in pairs if p[0] == 'zzz']\n"
+        "counts = Counter(name for name, _ in pairs)\n"
+        "long_text = context * 10\n"
+        "def helper(x):\n"
+        "    return x\n"
+        "FINAL(len(empty))"
+    )
+    with Sandbox("a=1 b=2 a=3") as sandbox:
+        result = sandbox.run(code)
+        assert sandbox.run("print(1)").values is None  # only with a FINAL
+    assert result.final == "0"
+    assert result.values == (
+        "pairs = list of 3 items, first: ('a', '1'), ('b', '2')\n"
+        "empty = list of 0 items (empty)\n"
+        "counts = Counter of 2 items, first: 'a': 2, 'b': 1\n"
+        "long_text = 'a=1 b=2 a=3a=1 b=2 a=3a=1 b=2 a=3a=1 b=2 a=3a=1 b=2 a=3a... (110 chars)"
+    )  # modules and functions left out; values in the order they were set

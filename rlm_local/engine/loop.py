@@ -162,9 +162,7 @@ class Engine:
                 "type": "run_start",
                 "question": question,
                 "mode": mode,
-                "context": prompts.describe_context(
-                    context, labeling.context_record_keys(context)
-                ),
+                "context": prompts.describe_context(context, labeling.context_record_keys(context)),
                 "options": asdict(self.options),
             }
         )
@@ -229,11 +227,12 @@ class Engine:
             {"role": "user", "content": prompts.first_turn(question, description)},
         ]
         seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
-        pushed_back = False
+        pushed_back = False  # a FINAL that gave nothing was sent back (once a run)
         stuck_turns = 0  # turns whose code, after resampling, had already run
         search = prompts.search_cell(question, context)  # a next cell for a model that gave up
         example = prompts.search_example(search)
-        last_final: str | None = None  # a pushed-back non-answer, kept if nothing better comes
+        last_final: str | None = None  # a pushed-back answer, kept if nothing better comes
+        values_seen = False  # has the model seen any printed output of its code yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             for turn in range(1, opts.max_turns + 1):
                 reason = self._last_turn_reason(turn, run)
@@ -293,19 +292,29 @@ class Engine:
                         else prompts.repeat_turn(question)
                     )
                 else:
+                    calls_before = run.stats.sub_calls
                     result = self._execute(sandbox, code, depth, turn, run)
                     seen_code[code] = result.error
+                    unseen = not values_seen and run.stats.sub_calls == calls_before
+                    values_seen = values_seen or bool(result.output.strip())
                     if result.final is not None:
-                        if pushed_back or reason or not prompts.is_non_answer(result.final):
+                        # Code alone computed 0 (or nothing) before the model saw any value: a
+                        # 1.5B model's first filters and regexes often match nothing, and it
+                        # never sees the empty list. Like a "not found", sent back once.
+                        unseen_empty = unseen and prompts.is_empty_result(result.final)
+                        gave_up = prompts.is_non_answer(result.final)
+                        if pushed_back or reason or not (unseen_empty or gave_up):
                             return result.final
-                        # A small model gives up early ("No hits found."): ask once for another
-                        # way while turns remain.
                         pushed_back = True
                         last_final = result.final
                         messages.append(
                             {
                                 "role": "user",
-                                "content": prompts.non_answer_turn(question, result.final, example),
+                                "content": prompts.unseen_final_turn(
+                                    question, result.final, result.output, result.values or ""
+                                )
+                                if unseen_empty
+                                else prompts.non_answer_turn(question, result.final, example),
                             }
                         )
                         continue
@@ -337,6 +346,7 @@ class Engine:
                 "output": result.output,
                 "error": result.error,
                 "final": result.final,
+                "values": result.values,
                 "seconds": round(result.seconds, 3),
                 "worker_restarted": result.worker_restarted,
             }

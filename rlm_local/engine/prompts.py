@@ -235,6 +235,26 @@ def non_answer_turn(question: str, answer: str, example: str = "") -> str:
     )
 
 
+_EMPTY_RESULTS = frozenset(["", "0", "0.0", "None", "[]", "{}", "()", "set()", "''"])
+
+
+def is_empty_result(answer: str) -> bool:
+    """What code computes when its filter matched nothing: 0, an empty list, None."""
+    return answer.strip() in _EMPTY_RESULTS
+
+
+def unseen_final_turn(question: str, answer: str, output: str, values: str) -> str:
+    printed = f"Output:\n{output.rstrip()}\n" if output.strip() else ""
+    shown = f"Its values:\n{values}\n" if values else ""
+    return (
+        f"Your code called FINAL({answer[:80]!r}) before you saw what it computed.\n"
+        f"{printed}{shown}"
+        "Check them: an empty list or a 0 usually means a filter or pattern matched nothing; then "
+        "print a few lines of context and fix the code. If they are right, call FINAL again. "
+        f"Question: {question}"
+    )
+
+
 def last_turn(question: str, reason: str) -> str:
     return f"{reason} Reply with code calling FINAL(answer) with your best answer to: {question}"
 

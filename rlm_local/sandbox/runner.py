@@ -63,6 +63,7 @@ class CellResult:
     final: str | None  # str() of the value given to FINAL / FINAL_VAR
     seconds: float  # wall time of the cell, bridge calls included
     worker_restarted: bool  # the worker was replaced: all variables are lost
+    values: str | None = None  # with a FINAL: the cell's variables, a short line each
 
 
 class SandboxError(Exception):
@@ -377,7 +378,9 @@ class Sandbox:
                 self._replace_worker()
                 restarted = True
                 error = f"{error or 'MemoryError'} The worker had no memory left. {_LOST}"
-            return CellResult(reply["output"], error, reply["final"], seconds, restarted)
+            return CellResult(
+                reply["output"], error, reply["final"], seconds, restarted, reply.get("values")
+            )
 
     def _exchange(self, worker: _WorkerProcess, code: str, started: float) -> dict[str, Any]:
         wall = self.limits.wall_seconds
@@ -435,5 +438,6 @@ def _valid_result(message: dict[str, Any]) -> bool:
         isinstance(message.get("output"), str)
         and (message.get("error") is None or isinstance(message.get("error"), str))
         and (message.get("final") is None or isinstance(message.get("final"), str))
+        and (message.get("values") is None or isinstance(message.get("values"), str))
         and isinstance(message.get("restart"), bool)
     )

@@ -18,8 +18,9 @@ import socket
 import sys
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any
 
 from RestrictedPython import compile_restricted
@@ -43,6 +44,7 @@ MB = 1024 * 1024
 CELL_FILENAME = "<cell>"
 MAX_ERROR_CHARS = 1500
 MAX_FINAL_CHARS = 4_000_000
+MAX_SHOWN_VALUES = 12
 _RP_LINE = re.compile(r"^Line (\d+|None): (.*)$", re.DOTALL)
 
 
@@ -114,6 +116,17 @@ class Worker:
             for n in public_names(self.ns, self.reserved_names)
             if n not in self.preloaded or self.ns[n] is not self.preloaded[n]
         ]
+
+    def _values(self) -> str:
+        """The cell's data variables, each in one short line, in the order they were first set:
+        shown with a FINAL the model wrote before seeing any value (an empty list says why)."""
+        own = set(self._variables())
+        lines = [
+            f"{name} = {describe_value(value)}"
+            for name, value in self.ns.items()
+            if name in own and not callable(value) and not isinstance(value, ModuleType)
+        ]
+        return "\n".join(lines[:MAX_SHOWN_VALUES])
 
     def _bridge_stub(self, name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -207,6 +220,7 @@ class Worker:
             "output": output,
             "error": error,
             "final": self.final,
+            "values": self._values() if self.final is not None and not restart else None,
             "restart": restart,
         }
 
@@ -253,6 +267,43 @@ class Worker:
                     )
                 except BaseException:
                     os._exit(70)
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of plain values only: a cell's own class could run any code in its __repr__."""
+    if isinstance(value, tuple) and all(type(item) in _PLAIN for item in value):
+        text = repr(value)
+    else:
+        text = repr(value) if type(value) in _PLAIN else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_value(value: Any) -> str:
+    """One line about a value: its kind, size and first items."""
+    try:
+        return _describe(value)
+    except Exception:  # a cell's own container type may fail in len() or iteration
+        return f"<{type(value).__name__}>"
+
+
+def _describe(value: Any) -> str:
+    if type(value) in _PLAIN:
+        size = f" ({len(value):,} chars)" if isinstance(value, str) and len(value) > 60 else ""
+        return _short(value) + size
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        kind = "Counter" if isinstance(value, Counter) else type(value).__name__
+        if not value:
+            return f"{kind} of 0 items (empty)"
+        items = list(value.items())[:2] if isinstance(value, dict) else list(value)[:2]
+        if isinstance(value, dict):
+            first = ", ".join(f"{_short(k, 30)}: {_short(v, 30)}" for k, v in items)
+        else:
+            first = ", ".join(_short(item) for item in items)
+        return f"{kind} of {len(value):,} items, first: {first}"
+    return f"<{type(value).__name__}>"
 
 
 def _cell_line(lineno: int | None, lines: list[str]) -> str:
