@@ -101,20 +101,23 @@ def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> No
     assert "You keep writing code that already ran." in _last_user(root, -1)
 
 
-def test_a_stuck_model_gets_the_concrete_search_run_for_it_once(tmp_home: Path) -> None:
+def test_the_question_s_key_term_is_looked_up_before_the_first_turn(tmp_home: Path) -> None:
     source = "class P:\n    def runctx(self):\n        pass\n\ndef runctx(sort=-1):\n    pass\n"
-    code = {"profile.py": source}
-    guess = "print(grep('def runctx(self, sort=None)')[:1])"
-    root = ScriptedModel([guess, *[guess] * 4, *[guess] * 4, "FINAL('-1')"])
+    root = ScriptedModel(["FINAL('-1')"])
     question = "What is the default of `sort` in the top-level function `runctx`?"
-    result = _rlm(tmp_home, root, max_turns=10).ask(question, code)
-    assert result.answer == "-1"
-    # turn 2: the guess again at every temperature, so the engine ran the search in its place
-    assert root.calls[6][-2]["content"] == "```python\nprint(source('runctx'))\n```"
-    assert "# profile.py line 5\ndef runctx(sort=-1):" in _last_user(root, 6)
+    result = _rlm(tmp_home, root).ask(question, {"profile.py": source})
+    assert result.answer == "-1" and result.stats.turns == 1
+    first = _last_user(root, 0)
+    assert "A first search, print(source('runctx')), printed:\n# profile.py line 5\n" in first
+    assert "def runctx(sort=-1):" in first and "If this output answers the question" in first
     events = read_trace(Path(result.trace_path))
-    assert [e.get("code") for e in events if e.get("substituted")] == ["print(source('runctx'))"]
-    assert result.stats.cells == 3  # the guess, the search, FINAL: the search ran only once
+    assert [(e["turn"], e["code"]) for e in events if e["type"] == "cell"] == [
+        (0, "print(source('runctx'))"),
+        (1, "FINAL('-1')"),
+    ]
+    root = ScriptedModel(["print(source('runctx'))", "FINAL('-1')"])  # asked again: resampled
+    result = _rlm(tmp_home, root).ask(question, {"profile.py": source})
+    assert result.answer == "-1" and result.stats.cells == 2  # the search ran once
 
 
 def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:
@@ -296,30 +299,22 @@ def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -
 
 
 @pytest.mark.parametrize(
-    ("question", "context", "example"),
+    ("question", "context", "search"),
     [
         ("What is the magic number for nimble-engine?", TEXT, "print(grep('nimble-engine')[:5])"),
         ("Default of `indent` in function `pprint`?", {"a.py": "x"}, "print(source('pprint'))"),
         ("Default of `indent` in function `pprint`?", TEXT, "print(grep('pprint')[:5])"),
         ("What did Alice say about the budget?", TEXT, "print(grep('Alice')[:5])"),
+        ("who won?", TEXT, None),
     ],
 )
-def test_a_model_that_gives_up_is_shown_a_concrete_search(
-    tmp_home: Path, question: str, context: str | dict[str, str], example: str
+def test_the_first_search_is_built_from_the_question(
+    tmp_home: Path, question: str, context: str | dict[str, str], search: str | None
 ) -> None:
-    root = ScriptedModel(["FINAL('not found')", "FINAL('42')"])
+    root = ScriptedModel(["FINAL('42')"])
     assert _rlm(tmp_home, root).ask(question, context).answer == "42"
-    assert f"For example: {example} Question: {question}" in _last_user(root, 1)
-
-
-def test_no_example_without_a_searchable_term(tmp_home: Path) -> None:
-    root = ScriptedModel(["FINAL('not found')", "FINAL('42')"])
-    _rlm(tmp_home, root).ask("who won?", TEXT)
-    assert "For example" not in _last_user(root, 1)
-
-
-def test_an_output_that_found_nothing_gets_a_concrete_search(tmp_home: Path) -> None:
-    root = ScriptedModel(["print('No magic number found.')", "print(7)", "FINAL('7')"])
-    _rlm(tmp_home, root).ask("What is the magic number for nimble-engine?", TEXT)
-    assert "For example: print(grep('nimble-engine')[:5])" in _last_user(root, 1)
-    assert "For example" not in _last_user(root, 2)  # an output with a value gets none
+    first = _last_user(root, 0)
+    if search is None:
+        assert "first search" not in first and first.endswith("Write code to find the answer.")
+    else:
+        assert f"A first search, {search}, printed:\n" in first

@@ -222,18 +222,27 @@ class Engine:
         bridge = self._bridge(question, depth, run)
         record_keys = labeling.context_record_keys(context)
         description = prompts.describe_context(context, record_keys)
-        messages = [
-            {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
-            {"role": "user", "content": prompts.first_turn(question, description)},
-        ]
         seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         pushed_back = False  # a FINAL that gave nothing was sent back (once a run)
         stuck_turns = 0  # turns whose code, after resampling, had already run
-        search = prompts.search_cell(question, context)  # a next cell for a model that gave up
-        example = prompts.search_example(search)
+        search = prompts.search_cell(question, context)  # the question's key term, looked up
         last_final: str | None = None  # a pushed-back answer, kept if nothing better comes
         values_seen = False  # has the model seen any printed output of its code yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
+            searched = ""
+            if search is not None:
+                # Run the obvious first search before the first turn: the model reads the hits
+                # instead of guessing a pattern (and then anchoring on its guess: `sort=None`
+                # kept after `sort=-1` was shown), and a found needle costs no turn.
+                result = self._execute(sandbox, search, depth, 0, run)
+                seen_code[search] = result.error
+                if result.error is None and result.output.strip():
+                    searched = prompts.first_search(search, result.output)
+                    values_seen = True
+            messages = [
+                {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
+                {"role": "user", "content": prompts.first_turn(question, description, searched)},
+            ]
             for turn in range(1, opts.max_turns + 1):
                 reason = self._last_turn_reason(turn, run)
                 if stuck_turns >= STUCK_LIMIT and not reason:
@@ -267,15 +276,9 @@ class Engine:
                     call = self._root_turn(messages, temperature=temperature, seed=turn)
                     run.count(call)
                     code = prompts.extract_code(call.completion.text)
-                substituted = code in seen_code and search is not None and search not in seen_code
-                if substituted:
-                    # Still stuck: run the concrete search for the model, once. New output moves
-                    # a 1.5B model where the advice to write it did not (it repeated its guess).
-                    run.emit(self._turn_event(depth, turn, call, code=code, resampled=True))
-                    code = search
                 stuck_turns += code in seen_code
                 event = self._turn_event(depth, turn, call, code=code)
-                run.emit({**event, "substituted": True} if substituted else event)
+                run.emit(event)
                 messages.append(
                     {
                         "role": "assistant",
@@ -287,7 +290,7 @@ class Engine:
                 elif code in seen_code:
                     failed_with = seen_code[code]
                     feedback = (
-                        prompts.repeat_error_turn(failed_with, example)
+                        prompts.repeat_error_turn(failed_with)
                         if failed_with
                         else prompts.repeat_turn(question)
                     )
@@ -314,14 +317,14 @@ class Engine:
                                     question, result.final, result.output, result.values or ""
                                 )
                                 if unseen_empty
-                                else prompts.non_answer_turn(question, result.final, example),
+                                else prompts.non_answer_turn(question, result.final),
                             }
                         )
                         continue
                     if result.error:
                         feedback = prompts.error_turn(result.error, result.output)
                     else:
-                        feedback = prompts.output_turn(question, result.output, example)
+                        feedback = prompts.output_turn(question, result.output)
                 if reason:
                     break
                 messages.append({"role": "user", "content": feedback})

@@ -136,19 +136,26 @@ def _peek(text: str, chars: int) -> str:
     return "\n".join(shown) + ("\n..." if len(text) > used else "")
 
 
-def first_turn(question: str, description: str) -> str:
+def first_turn(question: str, description: str, searched: str = "") -> str:
+    if searched:
+        return (
+            f"{description}\n\nQuestion: {question}\n\n{searched}\n\n"
+            "If this output answers the question, reply with code calling FINAL(answer). "
+            "If not, write code to find the answer."
+        )
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
 
 
-def output_turn(question: str, output: str, example: str = "") -> str:
-    """`example` (a concrete search) is added when the output only says nothing was found."""
+def first_search(code: str, output: str) -> str:
+    return f"A first search, {code}, printed:\n{output.rstrip()}"
+
+
+def output_turn(question: str, output: str) -> str:
     shown = output if output.strip() else "(nothing was printed; use print() to see values)"
-    hint = example if output.strip() and is_non_answer(output) else ""
     return (
         f"Output:\n{shown}\n\n"
         f"Does this output answer the question: {question}\n"
         "If yes, reply with code calling FINAL(answer). If not, write code for the next step."
-        + hint
     )
 
 
@@ -164,12 +171,12 @@ def repeat_turn(question: str) -> str:
     )
 
 
-def repeat_error_turn(error: str, example: str = "") -> str:
-    look = example or (
-        " First look at the data, e.g. print(context[:500]) or print(context.splitlines()[:5]),"
-        " then write code that fits what you see."
+def repeat_error_turn(error: str) -> str:
+    return (
+        f"This exact code already failed with: {error}\nDo not run it again. First look at the "
+        "data, e.g. print(context[:500]) or print(context.splitlines()[:5]), then write code that "
+        "fits what you see."
     )
-    return f"This exact code already failed with: {error}\nDo not run it again.{look}"
 
 
 NON_ANSWER = re.compile(
@@ -214,7 +221,7 @@ def key_term(question: str) -> str | None:
 
 
 def search_cell(question: str, context: str | dict[str, str]) -> str | None:
-    """One concrete next cell for a model that gave up, built from the question's key term."""
+    """The obvious first search for the question's key term, run before the first turn."""
     term = key_term(question)
     if term is None:
         return None
@@ -223,15 +230,10 @@ def search_cell(question: str, context: str | dict[str, str]) -> str | None:
     return f"print(grep({term!r})[:5])"
 
 
-def search_example(cell: str | None) -> str:
-    return f" For example: {cell}" if cell else ""
-
-
-def non_answer_turn(question: str, answer: str, example: str = "") -> str:
+def non_answer_turn(question: str, answer: str) -> str:
     return (
         f"FINAL({answer[:80]!r}) does not answer the question yet. Search another way: other "
-        f"or shorter words, a name, or read the pieces with llm_query.{example} "
-        f"Question: {question}"
+        f"or shorter words, a name, or read the pieces with llm_query. Question: {question}"
     )
 
 
