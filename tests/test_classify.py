@@ -176,6 +176,40 @@ def test_the_first_turn_shows_lines_and_names_the_fields_of_records(tmp_home: Pa
     assert described.endswith("...\n...") and len(described) < 450  # a long line is cut
 
 
+def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
+    tmp_home: Path,
+) -> None:
+    question = (
+        "Each line has one hidden label, one of: positive, negative. How many lines of user "
+        "10003 are labelled 'positive'? Answer with a number."
+    )
+    assert labeling.question_labels(question) == ["positive", "negative"]
+    count = (
+        "print(sum(1 for l, a in zip(lines, labels) if 'User: 10003 ' in l and a == 'positive'))"
+    )
+    root = ScriptedModel([count, "FINAL('0')"])
+    labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
+    options = RunOptions(mode="rlm")
+    result = RLM(load_settings(), options, root=root, sub=ScriptedModel(), labeller=labeller).ask(
+        question, CONTEXT
+    )
+    assert result.answer == "0"
+    first = root.calls[0][1]["content"]
+    assert "A first step ran:\n```python\nlines = context.splitlines()\n" in first
+    assert "labels = classify(lines, ['positive', 'negative'])" in first
+    assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
+    assert "Its variables are kept for your code." in first
+    assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
+    assert len(labeller.calls) == 1  # 2 different texts, one batch
+    plain = ScriptedModel(["FINAL('x')"])  # no label list in the question: no labelling
+    RLM(load_settings(), options, root=plain, sub=ScriptedModel()).ask("How many lines?", CONTEXT)
+    assert "A first step" not in plain.calls[0][1]["content"]
+
+
+def _last_user_of(model: ScriptedModel) -> str:
+    return model.calls[-1][-1]["content"]
+
+
 def test_classify_uses_the_labeller_and_llm_query_the_sub_model(tmp_home: Path) -> None:
     sub = ScriptedModel(answer=lambda prompt: "a sub-model answer")
     labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))

@@ -73,6 +73,21 @@ def rejoin_labels(labels: list[str], question: str) -> list[str]:
 _FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
 
 
+_LABEL_LIST = re.compile(r"\bone of:?\s+(.+?)(?:\.\s|\.$|\?|$)", re.IGNORECASE)
+
+
+def question_labels(question: str) -> list[str]:
+    """The labels a question lists ("one of: positive, negative, or mixed."), if it lists them."""
+    listed = _LABEL_LIST.search(question)
+    if listed is None:
+        return []
+    parts = re.split(r",\s*(?:or\s+)?|\s+or\s+", listed.group(1))
+    names = [" ".join(part.strip(" '\"").split()) for part in parts]
+    names = [name for name in names if name]
+    fits = all(len(name) <= MAX_LABEL_CHARS for name in names)
+    return names if fits and 2 <= len(set(names)) == len(names) <= MAX_LABELS else []
+
+
 def record_keys(items: list[str]) -> list[str]:
     """The field names every record-like item has ("Date: … || User: … || Text: …"), in order;
     empty when the items are not records (fewer than two such fields)."""

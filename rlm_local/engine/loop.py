@@ -225,19 +225,20 @@ class Engine:
         seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         pushed_back = False  # a FINAL that gave nothing was sent back (once a run)
         stuck_turns = 0  # turns whose code, after resampling, had already run
-        search = prompts.search_cell(question, context)  # the question's key term, looked up
         last_final: str | None = None  # a pushed-back answer, kept if nothing better comes
         values_seen = False  # has the model seen any printed output of its code yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             searched = ""
-            if search is not None:
-                # Run the obvious first search before the first turn: the model reads the hits
-                # instead of guessing a pattern (and then anchoring on its guess: `sort=None`
-                # kept after `sort=-1` was shown), and a found needle costs no turn.
-                result = self._execute(sandbox, search, depth, 0, run)
-                seen_code[search] = result.error
+            first_step = self._first_step(question, context, record_keys)
+            if first_step is not None:
+                # Run the obvious first step before the first turn: the model reads its output
+                # instead of guessing (and then anchoring on its guess: `sort=None` kept after
+                # `sort=-1` was shown; labels "found" in visible fields), and a found needle
+                # costs no turn.
+                result = self._execute(sandbox, first_step, depth, 0, run)
+                seen_code[first_step] = result.error
                 if result.error is None and result.output.strip():
-                    searched = prompts.first_search(search, result.output)
+                    searched = prompts.first_step_done(first_step, result.output)
                     values_seen = True
             messages = [
                 {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
@@ -329,6 +330,21 @@ class Engine:
                     break
                 messages.append({"role": "user", "content": feedback})
         return last_final
+
+    @staticmethod
+    def _first_step(
+        question: str, context: str | dict[str, str], record_keys: list[str]
+    ) -> str | None:
+        """Code for the step a question obviously starts with, or None.
+
+        Counting records by labels the question lists starts with labelling every line (the
+        1.5B model instead filtered visible fields for the label and answered 0); anything else
+        with a searchable name starts by looking the name up.
+        """
+        labels = labeling.question_labels(question)
+        if record_keys and labels:
+            return prompts.labelling_cell(labels)
+        return prompts.search_cell(question, context)
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:

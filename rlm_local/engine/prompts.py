@@ -146,8 +146,22 @@ def first_turn(question: str, description: str, searched: str = "") -> str:
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
 
 
-def first_search(code: str, output: str) -> str:
-    return f"A first search, {code}, printed:\n{output.rstrip()}"
+def first_step_done(code: str, output: str) -> str:
+    if "\n" not in code:
+        return f"A first search, {code}, printed:\n{output.rstrip()}"
+    return (
+        f"A first step ran:\n{CODE_PREFIX}{code}\n{CODE_STOP}\nIt printed:\n{output.rstrip()}\n"
+        "Its variables are kept for your code."
+    )
+
+
+def labelling_cell(labels: list[str]) -> str:
+    """Label every line with the labels the question lists; later cells filter and count."""
+    return (
+        "lines = context.splitlines()\n"
+        f"labels = classify(lines, {labels!r})  # labels[i] is the label of lines[i]\n"
+        "print(Counter(labels))"
+    )
 
 
 def output_turn(question: str, output: str) -> str:
