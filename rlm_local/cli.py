@@ -140,6 +140,7 @@ class _Progress:
         if self.status is not None:
             what = {
                 "turn": "root model wrote code",
+                "first_step": "running the first step",
                 "cell": "ran the code",
                 "classify": "labelled items",
             }.get(str(kind), "asked the sub-model" if kind == "sub_call" else str(kind))

@@ -335,7 +335,10 @@ class _TreeBuilder:
             self.top.append(turn)
         else:
             current = self.nested.get(depth)
-            if current is None or number == 1:
+            continues = (
+                current is not None and bool(current.turns) and current.turns[-1].number == 0
+            )
+            if current is None or number == 0 or (number == 1 and not continues):
                 current = NestedRun(depth=depth)
                 parent.ensure_work().children.append(current)
                 self.nested[depth] = current
@@ -379,7 +382,7 @@ class _TreeBuilder:
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         key = (_int(event.get("depth")), _int(event.get("turn"), 1))
-        if kind == "turn":
+        if kind in ("turn", "first_step"):  # the first step is turn 0, written by the engine
             self.turn(event)
         elif kind == "repeat":
             self.repeats[key] = _str(event.get("code"))

@@ -15,7 +15,8 @@ from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions, prompts
 from rlm_local.engine import labels as labeling
 from rlm_local.models.backend import LocalModel
-from rlm_local.trace import read_trace
+from rlm_local.report import render_html
+from rlm_local.trace import load_run, read_trace
 
 LABELS = ["positive", "negative"]
 
@@ -201,6 +202,12 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert "Its variables are kept for your code." in first
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
     assert len(labeller.calls) == 1  # 2 different texts, one batch
+    record = load_run(Path(result.trace_path))
+    assert [turn.number for turn in record.turns] == [0, 1, 2]
+    step = record.turns[0]
+    assert step.code.startswith("lines = context.splitlines()") and step.prompt_tokens is None
+    assert len(step.work.sub_calls) == 1  # the labelling call belongs to the first step
+    assert "First step, run by the engine" in render_html(record)
     plain = ScriptedModel(["FINAL('x')"])  # no label list in the question: no labelling
     RLM(load_settings(), options, root=plain, sub=ScriptedModel()).ask("How many lines?", CONTEXT)
     assert "A first step" not in plain.calls[0][1]["content"]

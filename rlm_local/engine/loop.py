@@ -235,6 +235,7 @@ class Engine:
                 # instead of guessing (and then anchoring on its guess: `sort=None` kept after
                 # `sort=-1` was shown; labels "found" in visible fields), and a found needle
                 # costs no turn.
+                run.emit({"type": "first_step", "depth": depth, "turn": 0, "code": first_step})
                 result = self._execute(sandbox, first_step, depth, 0, run)
                 seen_code[first_step] = result.error
                 if result.error is None and result.output.strip():
