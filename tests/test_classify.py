@@ -200,7 +200,6 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert "labels = classify(lines, ['positive', 'negative'])" in first
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
     assert "Its variables are kept for your code." in first
-    assert "if 'User: 10000' in line and label == 'positive')" in first  # the first record's id
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
     assert len(labeller.calls) == 1  # 2 different texts, one batch
     record = load_run(Path(result.trace_path))

@@ -229,7 +229,7 @@ class Engine:
         values_seen = False  # has the model seen any printed output of its code yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             searched = ""
-            first_step, note = self._first_step(question, context, record_keys)
+            first_step = self._first_step(question, context, record_keys)
             if first_step is not None:
                 # Run the obvious first step before the first turn: the model reads its output
                 # instead of guessing (and then anchoring on its guess: `sort=None` kept after
@@ -239,7 +239,8 @@ class Engine:
                 result = self._execute(sandbox, first_step, depth, 0, run)
                 seen_code[first_step] = result.error
                 if result.error is None and result.output.strip():
-                    searched = prompts.first_step_done(first_step, result.output, note)
+                    searched = prompts.first_step_done(first_step, result.output)
+                    values_seen = True
             messages = [
                 {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
                 {"role": "user", "content": prompts.first_turn(question, description, searched)},
@@ -334,18 +335,17 @@ class Engine:
     @staticmethod
     def _first_step(
         question: str, context: str | dict[str, str], record_keys: list[str]
-    ) -> tuple[str | None, str]:
-        """Code for the step a question obviously starts with (or None), and what to say after
-        its output.
+    ) -> str | None:
+        """Code for the step a question obviously starts with, or None.
 
         Counting records by labels the question lists starts with labelling every line (the
         1.5B model instead filtered visible fields for the label and answered 0); anything else
         with a searchable name starts by looking the name up.
         """
         labels = labeling.question_labels(question)
-        if record_keys and labels and isinstance(context, str):
-            return prompts.labelling_cell(labels), prompts.subset_note(context, record_keys, labels)
-        return prompts.search_cell(question, context), ""
+        if record_keys and labels:
+            return prompts.labelling_cell(labels)
+        return prompts.search_cell(question, context)
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:

@@ -146,28 +146,12 @@ def first_turn(question: str, description: str, searched: str = "") -> str:
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
 
 
-def first_step_done(code: str, output: str, note: str = "") -> str:
+def first_step_done(code: str, output: str) -> str:
     if "\n" not in code:
         return f"A first search, {code}, printed:\n{output.rstrip()}"
     return (
         f"A first step ran:\n{CODE_PREFIX}{code}\n{CODE_STOP}\nIt printed:\n{output.rstrip()}\n"
-        f"Its variables are kept for your code.{note}"
-    )
-
-
-def subset_note(context: str, record_keys: list[str], labels: list[str]) -> str:
-    """How to count labels among some records, written with a field of the input's first one:
-    the 1.5B model's own filters split fields wrongly or compared str ids with ints."""
-    key = record_keys[-2]  # the field before the free text: an id, a level, a date
-    first = context.lstrip().split("\n", 1)[0]
-    value = re.search(rf"\b{re.escape(key)}:\s*(.+?)\s*(?:\|\||[|;\t]|$)", first)
-    if value is None:
-        return ""
-    match = f"{key}: {value.group(1)}"
-    return (
-        " To count labels among some lines, filter the lines by their text, e.g.:\n"
-        f"n = sum(1 for line, label in zip(lines, labels) if {match!r} in line and "
-        f"label == {labels[0]!r})"
+        "Its variables are kept for your code."
     )
 
 
