@@ -185,9 +185,7 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
         "10003 are labelled 'positive'? Answer with a number."
     )
     assert labeling.question_labels(question) == ["positive", "negative"]
-    count = (
-        "print(sum(1 for l, a in zip(lines, labels) if 'User: 10003 ' in l and a == 'positive'))"
-    )
+    count = "print(sum(1 for row in rows if row['User'] == '10003' and row['label'] == 'positive'))"
     root = ScriptedModel([count, "FINAL('0')"])
     labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
     options = RunOptions(mode="rlm")
@@ -196,8 +194,9 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     )
     assert result.answer == "0"
     first = root.calls[0][1]["content"]
-    assert "A first step ran:\n```python\nlines = context.splitlines()\n" in first
-    assert "labels = classify(lines, ['positive', 'negative'])" in first
+    assert "A first step ran:\n```python\nrows = records()  # one dict per line\n" in first
+    assert "labels = classify([row['Text'] for row in rows], ['positive', 'negative'])" in first
+    assert "{'Date': 'Mar 01', 'User': '10000', 'Text': 'awful', 'label': 'negative'}" in first
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
     assert "Its variables are kept for your code." in first
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
@@ -205,7 +204,7 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     record = load_run(Path(result.trace_path))
     assert [turn.number for turn in record.turns] == [0, 1, 2]
     step = record.turns[0]
-    assert step.code.startswith("lines = context.splitlines()") and step.prompt_tokens is None
+    assert step.code.startswith("rows = records()") and step.prompt_tokens is None
     assert len(step.work.sub_calls) == 1  # the labelling call belongs to the first step
     assert "First step, run by the engine" in render_html(record)
     plain = ScriptedModel(["FINAL('x')"])  # no label list in the question: no labelling

@@ -544,3 +544,28 @@ def test_a_final_comes_with_a_short_line_for_each_value_of_the_cell() -> None:
         "counts = Counter of 2 items, first: 'a': 2, 'b': 1\n"
         "long_text = 'a=1 b=2 a=3a=1 b=2 a=3a=1 b=2 a=3a=1 b=2 a=3a=1 b=2 a=3a... (110 chars)"
     )  # modules and functions left out; values in the order they were set
+
+
+def test_records_parse_key_value_lines_by_their_shared_fields() -> None:
+    lines = [
+        "Date: Jan 01, 2024 || User: 501 || Text: Where is Note: the key? a, User: b",
+        "",
+        "Date: Feb 02, 2023 || User: 502 || Text: What does RAM mean?",
+    ]
+    with Sandbox("\n".join(lines), limits=SandboxLimits(wall_seconds=10)) as sandbox:
+        result = sandbox.run("rows = records()\nprint(len(rows))\nprint(rows[0])\nprint(rows[1])")
+        assert result.error is None, result.error
+        assert result.output == (
+            "2\n{'Date': 'Jan 01, 2024', 'User': '501', 'Text': 'Where is Note: the key? a, User: b'}"
+            "\n{'Date': 'Feb 02, 2023', 'User': '502', 'Text': 'What does RAM mean?'}\n"
+        )
+        listed = sandbox.run(
+            "print(records(['Level: ERROR; Msg: disk full', 'Level: INFO; Msg: ok']))"
+        )
+        assert listed.output == (
+            "[{'Level': 'ERROR', 'Msg': 'disk full'}, {'Level': 'INFO', 'Msg': 'ok'}]\n"
+        )
+        prose = sandbox.run("records('Just prose.\\nNothing: here at all.\\nMore prose.')")
+        assert prose.error is not None
+        assert "records: the lines are not 'Key: value' records" in prose.error
+        assert "Traceback" not in prose.error

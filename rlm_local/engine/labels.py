@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from rlm_local.engine import prompts
+from rlm_local.sandbox.helpers import record_keys
 
 ITEMS_PER_CALL = 10
 MAX_LABELS = 50
@@ -70,9 +71,6 @@ def rejoin_labels(labels: list[str], question: str) -> list[str]:
     return joined
 
 
-_FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
-
-
 _LABEL_LIST = re.compile(r"\bone of:?\s+(.+?)(?:\.\s|\.$|\?|$)", re.IGNORECASE)
 
 
@@ -86,17 +84,6 @@ def question_labels(question: str) -> list[str]:
     names = [name for name in names if name]
     fits = all(len(name) <= MAX_LABEL_CHARS for name in names)
     return names if fits and 2 <= len(set(names)) == len(names) <= MAX_LABELS else []
-
-
-def record_keys(items: list[str]) -> list[str]:
-    """The field names every record-like item has ("Date: … || User: … || Text: …"), in order;
-    empty when the items are not records (fewer than two such fields)."""
-    sample = items[:: max(1, len(items) // 200)]
-    if not sample:
-        return []
-    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
-    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
-    return common if len(common) >= 2 else []
 
 
 def record_field(items: list[str]) -> str | None:

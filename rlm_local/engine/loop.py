@@ -344,7 +344,7 @@ class Engine:
         """
         labels = labeling.question_labels(question)
         if record_keys and labels:
-            return prompts.labelling_cell(labels)
+            return prompts.labelling_cell(labels, record_keys[-1])
         return prompts.search_cell(question, context)
 
     @staticmethod

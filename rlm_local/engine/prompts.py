@@ -155,12 +155,15 @@ def first_step_done(code: str, output: str) -> str:
     )
 
 
-def labelling_cell(labels: list[str]) -> str:
-    """Label every line with the labels the question lists; later cells filter and count."""
+def labelling_cell(labels: list[str], text_field: str) -> str:
+    """Label every record by its free text; later cells filter the rows and count."""
     return (
-        "lines = context.splitlines()\n"
-        f"labels = classify(lines, {labels!r})  # labels[i] is the label of lines[i]\n"
-        "print(Counter(labels))"
+        "rows = records()  # one dict per line\n"
+        f"labels = classify([row[{text_field!r}] for row in rows], {labels!r})\n"
+        "for row, label in zip(rows, labels):\n"
+        "    row['label'] = label\n"
+        "print(Counter(labels))\n"
+        "print(rows[0])"
     )
 
 

@@ -1,4 +1,4 @@
-"""grep, chunks and source: trusted worker-side helpers every cell gets.
+"""grep, chunks, source and records: trusted worker-side helpers every cell gets.
 
 Small models use these two well and write them badly themselves (unbounded regex output, chunks cut
 mid-word), so the sandbox provides tested versions that default to `context`.
@@ -282,6 +282,50 @@ def source(
     return "\n\n".join(code for _, code in found[:max_defs])
 
 
+_FIELD = re.compile(r"(?:^|[|;,\t]\s*)([A-Z][A-Za-z_]{0,19}):\s")
+
+
+def record_keys(items: list[str]) -> list[str]:
+    """The field names every record-like item has ("Date: … || User: … || Text: …"), in order;
+    empty when the items are not records (fewer than two such fields)."""
+    sample = [item for item in items[:: max(1, len(items) // 200)] if item.strip()]
+    if not sample:
+        return []
+    keys = list(dict.fromkeys(_FIELD.findall(sample[0])))
+    common = [key for key in keys if sum(f"{key}:" in item for item in sample) >= 0.9 * len(sample)]
+    return common if len(common) >= 2 else []
+
+
+def records(text: Context | list[str] | None) -> list[dict[str, str]]:
+    """One dict per line of "Key: value || Key: value" records, keyed by the shared fields.
+
+    The 1.5B model's own parsing of such lines breaks on "||" (an empty regex alternative) or
+    splits at the wrong place; filtering by user or date is then a plain dict lookup.
+    """
+    lines = [line for _, body in _sources(text, "records") for line in body.splitlines()]
+    keys = record_keys(lines)
+    if not keys:
+        raise ValueError(
+            "records: the lines are not 'Key: value' records; use context.splitlines() or grep"
+        )
+    field = re.compile(r"(?:^|[|;,\t]\s*)(" + "|".join(map(re.escape, keys)) + r"):\s")
+    order = {key: n for n, key in enumerate(keys)}
+    rows = []
+    for line in lines:
+        found: list[re.Match[str]] = []
+        for match in field.finditer(line):  # each key once, in order; the last runs to the end
+            if not found or order[match.group(1)] > order[found[-1].group(1)]:
+                found.append(match)
+                if match.group(1) == keys[-1]:
+                    break
+        if not found:
+            continue
+        ends = [match.start() for match in found[1:]] + [len(line)]
+        pairs = zip(found, ends, strict=True)
+        rows.append({m.group(1): line[m.end() : end].strip(" |;,\t") for m, end in pairs})
+    return rows
+
+
 def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     """The helpers bound to this worker's context (the default `text`)."""
 
@@ -300,10 +344,15 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def source_(name: str, text: Context | list[str] | None = None, max_lines: int = 60) -> str:
         return source(name, context if text is None else text, max_lines)
 
+    def records_(text: Context | list[str] | None = None) -> list[dict[str, str]]:
+        return records(context if text is None else text)
+
+    records_.__name__ = records_.__qualname__ = "records"
+    records_.__doc__ = records.__doc__
     source_.__name__ = source_.__qualname__ = "source"
     source_.__doc__ = source.__doc__
     grep_.__name__ = grep_.__qualname__ = "grep"
     grep_.__doc__ = grep.__doc__
     chunks_.__name__ = chunks_.__qualname__ = "chunks"
     chunks_.__doc__ = chunks.__doc__
-    return {"grep": grep_, "chunks": chunks_, "source": source_}
+    return {"grep": grep_, "chunks": chunks_, "source": source_, "records": records_}
