@@ -136,12 +136,15 @@ def _peek(text: str, chars: int) -> str:
     return "\n".join(shown) + ("\n..." if len(text) > used else "")
 
 
+_NEXT = "If yes, reply with code calling FINAL(answer). If not, write code for the next step."
+
+
 def first_turn(question: str, description: str, searched: str = "") -> str:
-    if searched:
+    if searched:  # the question again after the output: asked before it only, the 1.5B model
+        # answered `indent=1` with 4 (measured on 7 codebase-QA first turns: 4 right -> 5)
         return (
             f"{description}\n\nQuestion: {question}\n\n{searched}\n\n"
-            "If this output answers the question, reply with code calling FINAL(answer). "
-            "If not, write code to find the answer."
+            f"Does this output answer the question: {question}\n{_NEXT}"
         )
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
 
@@ -169,11 +172,7 @@ def labelling_cell(labels: list[str], text_field: str) -> str:
 
 def output_turn(question: str, output: str) -> str:
     shown = output if output.strip() else "(nothing was printed; use print() to see values)"
-    return (
-        f"Output:\n{shown}\n\n"
-        f"Does this output answer the question: {question}\n"
-        "If yes, reply with code calling FINAL(answer). If not, write code for the next step."
-    )
+    return f"Output:\n{shown}\n\nDoes this output answer the question: {question}\n{_NEXT}"
 
 
 def error_turn(error: str, output: str) -> str:
