@@ -111,8 +111,9 @@ def test_the_question_s_key_term_is_looked_up_before_the_first_turn(tmp_home: Pa
     assert "A first search, print(source('runctx')), printed:\n# profile.py line 5\n" in first
     assert "def runctx(sort=-1):" in first
     assert first.endswith(
-        f"Does this output answer the question: {question}\nIf yes, reply with code calling FINAL(answer). If not, write code for the next step."
-    )
+        f"Does this output answer the question: {question}\nIf yes, reply with code calling "
+        "FINAL(answer). If not, write code for the next step."
+    )  # the question again after the output
     events = read_trace(Path(result.trace_path))
     assert [(e["turn"], e["code"]) for e in events if e["type"] == "cell"] == [
         (0, "print(source('runctx'))"),
