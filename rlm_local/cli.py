@@ -130,7 +130,8 @@ class _Progress:
             err.print(f"[dim]mode {event['mode']}: {escape(str(event['context']))}[/dim]")
         if kind == "cell" and self.verbose:
             depth = "  " * int(event.get("depth", 0))
-            err.rule(f"{depth}turn {event['turn']} (depth {event['depth']})", style="dim")
+            name = f"turn {event['turn']}" if event.get("turn") else "first step, run by the engine"
+            err.rule(f"{depth}{name} (depth {event['depth']})", style="dim")
             err.print(event["code"], markup=False)
             if event.get("output"):
                 err.print("[dim]── output ──[/dim]")
@@ -562,7 +563,7 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 
 
 def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
-    facts = ["cached" if turn.cached else f"model {_secs(turn.seconds)} s"]
+    facts = ["cached" if turn.cached else f"model {_secs(turn.seconds)} s"] if turn.number else []
     if turn.prompt_tokens is not None:
         facts.append(f"{turn.prompt_tokens}→{turn.completion_tokens or 0} tokens")
     if turn.compacted:
@@ -571,7 +572,7 @@ def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
         facts.append("resampled a repeated cell")
     depth = f" (depth {turn.depth})" if turn.depth else ""
     label = Text.assemble(
-        (f"turn {turn.number}{depth}", "bold cyan"), (" · " + " · ".join(facts), "dim")
+        (f"{turn.title}{depth}", "bold cyan"), (" · " + " · ".join(facts) if facts else "", "dim")
     )
     node = parent.add(label)
     if turn.code is not None:

@@ -202,8 +202,7 @@ class _Page:
             facts.append(f"at {_seconds(turn.elapsed)}")
         depth = f" (depth {turn.depth})" if turn.depth else ""
         head = f'<span class="head">· {_e(" · ".join(facts))}</span>' if facts else ""
-        name = f"Turn {turn.number}" if turn.number else "First step, run by the engine"
-        summary = f"{name}{depth} {head}{''.join(badges)}"
+        summary = f"{turn.title.capitalize()}{depth} {head}{''.join(badges)}"
         parts = []
         if turn.repeated_code is not None:
             parts.append(

@@ -240,6 +240,11 @@ class Turn:
     pending: Cell | None = None
 
     @property
+    def title(self) -> str:
+        """Turn 0 is the first step, which the engine writes and runs before the first turn."""
+        return f"turn {self.number}" if self.number else "first step, run by the engine"
+
+    @property
     def work(self) -> Cell | None:
         """Where this turn's sub-calls and nested runs are: its cell, else the pending one."""
         return self.cell or self.pending
