@@ -185,7 +185,7 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
         "10003 are labelled 'positive'? Answer with a number."
     )
     assert labeling.question_labels(question) == ["positive", "negative"]
-    count = "print(sum(1 for row in rows if row['User'] == '10003' and row['label'] == 'positive'))"
+    count = "print(sum(1 for row in rows if row['User'] == 10003 and row['label'] == 'positive'))"
     root = ScriptedModel([count, "FINAL('0')"])
     labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
     options = RunOptions(mode="rlm")
@@ -196,7 +196,7 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     first = root.calls[0][1]["content"]
     assert "A first step ran:\n```python\nrows = records()  # one dict per line\n" in first
     assert "labels = classify([row['Text'] for row in rows], ['positive', 'negative'])" in first
-    assert "{'Date': 'Mar 01', 'User': '10000', 'Text': 'awful', 'label': 'negative'}" in first
+    assert "{'Date': 'Mar 01', 'User': 10000, 'Text': 'awful', 'label': 'negative'}" in first
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
     assert "Its variables are kept for your code." in first
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
@@ -207,6 +207,13 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert step.code.startswith("rows = records()") and step.prompt_tokens is None
     assert len(step.work.sub_calls) == 1  # the labelling call belongs to the first step
     assert "First step, run by the engine" in render_html(record)
+    # The first step's output is not the model's own: a 0 from its first cell is still checked.
+    blind = "picked = [row for row in rows if row['User'] == '10003']\nFINAL(len(picked))"
+    root = ScriptedModel([blind, "FINAL('1')"])
+    RLM(load_settings(), options, root=root, sub=ScriptedModel(), labeller=labeller).ask(
+        question, CONTEXT
+    )
+    assert "picked = list of 0 items (empty)" in _last_user_of(root)
     plain = ScriptedModel(["FINAL('x')"])  # no label list in the question: no labelling
     RLM(load_settings(), options, root=plain, sub=ScriptedModel()).ask("How many lines?", CONTEXT)
     assert "A first step" not in plain.calls[0][1]["content"]

@@ -550,14 +550,14 @@ def test_records_parse_key_value_lines_by_their_shared_fields() -> None:
     lines = [
         "Date: Jan 01, 2024 || User: 501 || Text: Where is Note: the key? a, User: b",
         "",
-        "Date: Feb 02, 2023 || User: 502 || Text: What does RAM mean?",
+        "Date: Feb 02, 2023 || User: 007 || Text: What does RAM mean?",  # kept as written
     ]
     with Sandbox("\n".join(lines), limits=SandboxLimits(wall_seconds=10)) as sandbox:
         result = sandbox.run("rows = records()\nprint(len(rows))\nprint(rows[0])\nprint(rows[1])")
         assert result.error is None, result.error
         assert result.output == (
-            "2\n{'Date': 'Jan 01, 2024', 'User': '501', 'Text': 'Where is Note: the key? a, User: b'}"
-            "\n{'Date': 'Feb 02, 2023', 'User': '502', 'Text': 'What does RAM mean?'}\n"
+            "2\n{'Date': 'Jan 01, 2024', 'User': 501, 'Text': 'Where is Note: the key? a, User: b'}"
+            "\n{'Date': 'Feb 02, 2023', 'User': '007', 'Text': 'What does RAM mean?'}\n"
         )
         listed = sandbox.run(
             "print(records(['Level: ERROR; Msg: disk full', 'Level: INFO; Msg: ok']))"

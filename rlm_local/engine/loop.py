@@ -226,7 +226,7 @@ class Engine:
         pushed_back = False  # a FINAL that gave nothing was sent back (once a run)
         stuck_turns = 0  # turns whose code, after resampling, had already run
         last_final: str | None = None  # a pushed-back answer, kept if nothing better comes
-        values_seen = False  # has the model seen any printed output of its code yet?
+        values_seen = False  # has the model seen printed output of code it wrote yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             searched = ""
             first_step = self._first_step(question, context, record_keys)
@@ -240,7 +240,6 @@ class Engine:
                 seen_code[first_step] = result.error
                 if result.error is None and result.output.strip():
                     searched = prompts.first_step_done(first_step, result.output)
-                    values_seen = True
             messages = [
                 {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
                 {"role": "user", "content": prompts.first_turn(question, description, searched)},

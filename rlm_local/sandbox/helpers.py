@@ -296,7 +296,7 @@ def record_keys(items: list[str]) -> list[str]:
     return common if len(common) >= 2 else []
 
 
-def records(text: Context | list[str] | None) -> list[dict[str, str]]:
+def records(text: Context | list[str] | None) -> list[dict[str, str | int]]:
     """One dict per line of "Key: value || Key: value" records, keyed by the shared fields.
 
     The 1.5B model's own parsing of such lines breaks on "||" (an empty regex alternative) or
@@ -322,8 +322,15 @@ def records(text: Context | list[str] | None) -> list[dict[str, str]]:
             continue
         ends = [match.start() for match in found[1:]] + [len(line)]
         pairs = zip(found, ends, strict=True)
-        rows.append({m.group(1): line[m.end() : end].strip(" |;,\t") for m, end in pairs})
+        rows.append({m.group(1): _value(line[m.end() : end]) for m, end in pairs})
     return rows
+
+
+def _value(text: str) -> str | int:
+    """A field's value; a whole number as an int, since models compare ids with ints
+    (`row['User'] in [71503, 29873]` matched nothing when ids were str)."""
+    value = text.strip(" |;,\t")
+    return int(value) if value.isdigit() and str(int(value)) == value else value
 
 
 def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
@@ -344,7 +351,7 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def source_(name: str, text: Context | list[str] | None = None, max_lines: int = 60) -> str:
         return source(name, context if text is None else text, max_lines)
 
-    def records_(text: Context | list[str] | None = None) -> list[dict[str, str]]:
+    def records_(text: Context | list[str] | None = None) -> list[dict[str, str | int]]:
         return records(context if text is None else text)
 
     records_.__name__ = records_.__qualname__ = "records"
