@@ -229,7 +229,7 @@ class Engine:
         values_seen = False  # has the model seen printed output of code it wrote yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             searched = ""
-            first_step = self._first_step(question, context, record_keys)
+            first_step, labelling = self._first_step(question, context, record_keys)
             if first_step is not None:
                 # Run the obvious first step before the first turn: the model reads its output
                 # instead of guessing (and then anchoring on its guess: `sort=None` kept after
@@ -239,7 +239,11 @@ class Engine:
                 result = self._execute(sandbox, first_step, depth, 0, run)
                 seen_code[first_step] = result.error
                 if result.error is None and result.output.strip():
-                    searched = prompts.first_step_done(first_step, result.output)
+                    searched = (
+                        prompts.labelling_done(result.output)
+                        if labelling
+                        else prompts.search_done(first_step, result.output)
+                    )
             messages = [
                 {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
                 {"role": "user", "content": prompts.first_turn(question, description, searched)},
@@ -334,8 +338,9 @@ class Engine:
     @staticmethod
     def _first_step(
         question: str, context: str | dict[str, str], record_keys: list[str]
-    ) -> str | None:
-        """Code for the step a question obviously starts with, or None.
+    ) -> tuple[str | None, bool]:
+        """Code for the step a question obviously starts with (or None), and whether it is the
+        labelling of records.
 
         Counting records by labels the question lists starts with labelling every line (the
         1.5B model instead filtered visible fields for the label and answered 0); anything else
@@ -343,8 +348,8 @@ class Engine:
         """
         labels = labeling.question_labels(question)
         if record_keys and labels:
-            return prompts.labelling_cell(labels, record_keys[-1])
-        return prompts.search_cell(question, context)
+            return prompts.labelling_cell(labels, record_keys[-1]), True
+        return prompts.search_cell(question, context), False
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:

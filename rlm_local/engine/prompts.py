@@ -149,12 +149,16 @@ def first_turn(question: str, description: str, searched: str = "") -> str:
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
 
 
-def first_step_done(code: str, output: str) -> str:
-    if "\n" not in code:
-        return f"A first search, {code}, printed:\n{output.rstrip()}"
+def search_done(code: str, output: str) -> str:
+    return f"A first search, {code}, printed:\n{output.rstrip()}"
+
+
+def labelling_done(output: str) -> str:
+    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
     return (
-        f"A first step ran:\n{CODE_PREFIX}{code}\n{CODE_STOP}\nIt printed:\n{output.rstrip()}\n"
-        "Its variables are kept for your code."
+        "A first step labelled every line for you and printed the counts and the first row:\n"
+        f"{output.rstrip()}\n"
+        "Kept for your code: rows (one dict per line, its label in row['label']) and labels."
     )
 
 
