@@ -154,11 +154,10 @@ def search_done(code: str, output: str) -> str:
 
 
 def labelling_done(output: str, record_keys: list[str]) -> str:
-    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering. No
-    # example row: asked for the most common label, it answered the first row's.
+    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
     keys = ", ".join(f"row[{key!r}]" for key in [*record_keys, "label"])
     return (
-        "A first step labelled every line for you and printed the counts:\n"
+        "A first step labelled every line for you and printed the counts and the first row:\n"
         f"{output.rstrip()}\n"
         f"Kept for your code: rows, one dict per line ({keys}), and labels. To count in some "
         "lines only, filter rows by their fields."
@@ -172,7 +171,8 @@ def labelling_cell(labels: list[str], text_field: str) -> str:
         f"labels = classify([row[{text_field!r}] for row in rows], {labels!r})\n"
         "for row, label in zip(rows, labels):\n"
         "    row['label'] = label\n"
-        "print(Counter(labels))"
+        "print(Counter(labels))\n"
+        "print(rows[0])"
     )
 
 
