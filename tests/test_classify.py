@@ -201,10 +201,7 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert "classify(" not in first  # described, not shown: shown, the model ran it again
     assert "{'Date': 'Mar 01', 'User': 10000, 'Text': 'awful', 'label': 'negative'}" in first
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
-    assert (
-        "Kept for your code: rows, one dict per line (row['Date'], row['User'], row['Text'], "
-        "row['label']), and labels. To count in some lines only, filter rows by their fields."
-    ) in first
+    assert "Kept for your code: rows (one dict per line, its label in row['label'])" in first
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
     assert len(labeller.calls) == 1  # 2 different texts, one batch
     record = load_run(Path(result.trace_path))

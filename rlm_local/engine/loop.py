@@ -240,7 +240,7 @@ class Engine:
                 seen_code[first_step] = result.error
                 if result.error is None and result.output.strip():
                     searched = (
-                        prompts.labelling_done(result.output, record_keys)
+                        prompts.labelling_done(result.output)
                         if labelling
                         else prompts.search_done(first_step, result.output)
                     )

@@ -153,14 +153,12 @@ def search_done(code: str, output: str) -> str:
     return f"A first search, {code}, printed:\n{output.rstrip()}"
 
 
-def labelling_done(output: str, record_keys: list[str]) -> str:
+def labelling_done(output: str) -> str:
     # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
-    keys = ", ".join(f"row[{key!r}]" for key in [*record_keys, "label"])
     return (
         "A first step labelled every line for you and printed the counts and the first row:\n"
         f"{output.rstrip()}\n"
-        f"Kept for your code: rows, one dict per line ({keys}), and labels. To count in some "
-        "lines only, filter rows by their fields."
+        "Kept for your code: rows (one dict per line, its label in row['label']) and labels."
     )
 
 
