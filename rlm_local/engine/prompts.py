@@ -154,9 +154,10 @@ def search_done(code: str, output: str) -> str:
 
 
 def labelling_done(output: str) -> str:
-    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
+    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering. No
+    # example row: asked for the most common label, it answered the first row's.
     return (
-        "A first step labelled every line for you and printed the counts and the first row:\n"
+        "A first step labelled every line for you and printed the counts:\n"
         f"{output.rstrip()}\n"
         "Kept for your code: rows (one dict per line, its label in row['label']) and labels."
     )
@@ -169,8 +170,7 @@ def labelling_cell(labels: list[str], text_field: str) -> str:
         f"labels = classify([row[{text_field!r}] for row in rows], {labels!r})\n"
         "for row, label in zip(rows, labels):\n"
         "    row['label'] = label\n"
-        "print(Counter(labels))\n"
-        "print(rows[0])"
+        "print(Counter(labels))"
     )
 
 
