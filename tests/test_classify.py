@@ -194,8 +194,12 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     )
     assert result.answer == "0"
     first = root.calls[0][1]["content"]
-    assert "A first step labelled every line for you and printed the counts:\n" in first
+    assert (
+        "A first step labelled every line for you and printed the counts and the first row:\n"
+        in first
+    )
     assert "classify(" not in first  # described, not shown: shown, the model ran it again
+    assert "{'Date': 'Mar 01', 'User': 10000, 'Text': 'awful', 'label': 'negative'}" in first
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
     assert "Kept for your code: rows (one dict per line, its label in row['label'])" in first
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative

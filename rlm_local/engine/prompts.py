@@ -154,10 +154,9 @@ def search_done(code: str, output: str) -> str:
 
 
 def labelling_done(output: str) -> str:
-    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering. No
-    # example row: asked for the most common label, it answered the first row's.
+    # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
     return (
-        "A first step labelled every line for you and printed the counts:\n"
+        "A first step labelled every line for you and printed the counts and the first row:\n"
         f"{output.rstrip()}\n"
         "Kept for your code: rows (one dict per line, its label in row['label']) and labels."
     )
@@ -170,7 +169,8 @@ def labelling_cell(labels: list[str], text_field: str) -> str:
         f"labels = classify([row[{text_field!r}] for row in rows], {labels!r})\n"
         "for row, label in zip(rows, labels):\n"
         "    row['label'] = label\n"
-        "print(Counter(labels))"
+        "print(Counter(labels))\n"
+        "print(rows[0])"
     )
 
 
