@@ -290,8 +290,9 @@ def ask(
     if not quiet:
         s = result.stats
         err.print(
-            f"[dim]{result.mode} · {s.turns} turns · {s.sub_calls} sub-calls · "
-            f"{s.cache_hits} cache hits · {result.seconds:.1f} s · trace {result.trace_path}[/dim]"
+            f"[dim]{result.mode} · {_count(s.turns, 'turn')} · {_count(s.sub_calls, 'sub-call')} · "
+            f"{_count(s.cache_hits, 'cache hit')} · {result.seconds:.1f} s · "
+            f"trace {result.trace_path}[/dim]"
         )
     if result.answer is None:
         err.print(
