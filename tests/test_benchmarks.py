@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.runner import main
 from benchmarks.tasks import SUITES, Task, make_tasks, score
+from rlm_local.engine import labels as labeling
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
@@ -65,7 +66,8 @@ def test_label_accuracy_smoke(tmp_path: Path, tmp_home: Path) -> None:
     out = tmp_path / "labels"
     main(["labels", "--scripted", "--size", "2k", "--n", "2", "--out", str(out)])
     (row,) = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
-    assert row["instances"] > 10 and row["calls"] == -(-row["instances"] // 10)
+    per_call = labeling.ITEMS_PER_CALL
+    assert row["instances"] > per_call and row["calls"] == -(-row["instances"] // per_call)
     assert row["accuracy"] == 0.0  # the scripted sub-model answers NONE: no label parses
     assert 0.0 <= row["ceiling"] <= 1.0 and len(row["ceiling_scores"]) == 2
     assert "| sub (scripted) | 2,048 | 1-2 |" in (out / "labels.md").read_text()

@@ -78,7 +78,7 @@ CONTEXT = "\n".join(
 
 def test_classify_labels_distinct_items_in_batches_under_a_grammar(tmp_home: Path) -> None:
     sub = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
-    texts = [f"review {n % 25}" for n in range(100)]  # 25 different texts
+    texts = [f"review {n % 45}" for n in range(100)]  # 45 different texts
     cells = [
         f"texts = {texts!r}\nlabels = classify(texts, {LABELS!r})\nprint(len(labels), labels[:2])",
         "again = classify(texts, ['positive', 'negative'])\nFINAL(str(again == labels))",
@@ -86,13 +86,13 @@ def test_classify_labels_distinct_items_in_batches_under_a_grammar(tmp_home: Pat
     result, root = _run(tmp_home, cells, sub)
     assert result.answer == "True"
     assert "100 ['negative', 'negative']" in root.calls[1][-1]["content"]
-    assert len(sub.calls) == 3  # 25 different texts, 10 a call; the second cell cost nothing
+    assert len(sub.calls) == 3  # 45 different texts, 20 a call; the second cell cost nothing
     assert all(p["grammar"].startswith('root ::= "1: " label') for p in sub.params)
     assert sub.calls[0][-1]["content"].startswith("Labels:\n- positive\n- negative\n")
     events = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "classify"]
     assert [(e["items"], e["distinct"], e["sub_calls"]) for e in events] == [
-        (100, 25, 3),
-        (100, 25, 0),
+        (100, 45, 3),
+        (100, 45, 0),
     ]
 
 
@@ -116,12 +116,12 @@ def test_records_are_labelled_by_their_text_field(tmp_home: Path) -> None:
 def test_over_budget_without_records_is_a_clear_error(tmp_home: Path) -> None:
     sub = ScriptedModel(answer=_labeller({}))
     cells = [
-        f"print(classify([str(n) for n in range(40)], {LABELS!r}))",
+        f"print(classify([str(n) for n in range(80)], {LABELS!r}))",
         "FINAL('x')",
     ]
     _, root = _run(tmp_home, cells, sub, max_sub_calls=3)
     feedback = root.calls[1][-1]["content"]
-    assert "labelling 40 different items takes 4 sub-calls (10 items each) but 3 are left" in (
+    assert "labelling 80 different items takes 4 sub-calls (20 items each) but 3 are left" in (
         feedback
     )
     assert not sub.calls
@@ -195,13 +195,15 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert result.answer == "0"
     first = root.calls[0][1]["content"]
     assert (
-        "A first step labelled every line for you and printed the counts and the first row:\n"
-        in first
+        "A first step labelled every line for you and printed the counts, the first row, and the "
+        "counts among the rows the question names (User 10003):\n" in first
     )
     assert "classify(" not in first  # described, not shown: shown, the model ran it again
+    assert "classify(context" not in root.calls[0][0]["content"]  # nor the example that does it
     assert "{'Date': 'Mar 01', 'User': 10000, 'Text': 'awful', 'label': 'negative'}" in first
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
-    assert "Kept for your code: rows (one dict per line, its label in row['label'])" in first
+    assert "1 rows with User 10003; their labels:\n  'positive': 0\n  'negative': 1\n" in first
+    assert "its label in row['label']), labels, picked (those rows)." in first
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
     assert len(labeller.calls) == 1  # 2 different texts, one batch
     record = load_run(Path(result.trace_path))
@@ -220,6 +222,25 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     plain = ScriptedModel(["FINAL('x')"])  # no label list in the question: no labelling
     RLM(load_settings(), options, root=plain, sub=ScriptedModel()).ask("How many lines?", CONTEXT)
     assert "A first step" not in plain.calls[0][1]["content"]
+
+
+def test_the_rows_a_question_names_by_a_field_value_are_found() -> None:
+    keys = labeling.context_record_keys(CONTEXT)
+    users = labeling.question_rows("How many from users 10004, 10007 or 99999?", CONTEXT, keys)
+    assert users == labeling.RowFilter("row['User'] in (10004, 10007)", "User 10004 or 10007")
+    march = labeling.question_rows("How many lines were written in March?", CONTEXT, keys)
+    assert march is None  # every line is from March: it names no subset
+    days = "\n".join(f"Date: {m} 0{d} || User: {d} || Text: t" for m in ("Jan", "May") for d in "1")
+    may = labeling.question_rows("How many were written in May?", days, ["Date", "User", "Text"])
+    assert may is not None and may.description == "Date mentioning May"
+    january = labeling.question_rows("How many in January?", days, ["Date", "User", "Text"])
+    assert january is not None and january.description == "Date mentioning Jan"
+    rows = labeling.records(days)
+    picked = [row["Date"] for row in rows if eval(january.condition, {"re": re, "row": row})]
+    assert picked == ["Jan 01"]
+    # Free text names anything: it is never a filter; nor are words no field holds.
+    assert labeling.question_rows("Which texts say t?", days, ["Date", "User", "Text"]) is None
+    assert labeling.question_rows("Which label is the most common?", CONTEXT, keys) is None
 
 
 def _last_user_of(model: ScriptedModel) -> str:

@@ -11,7 +11,7 @@ from scripted import ScriptedModel
 from rlm_local.api import RLM
 from rlm_local.cache import CallCache
 from rlm_local.config import load_settings
-from rlm_local.engine import RunOptions
+from rlm_local.engine import RunOptions, prompts
 from rlm_local.errors import ContextOverflowError
 from rlm_local.trace import read_trace
 
@@ -291,6 +291,26 @@ def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
     assert _rlm(tmp_home, root).ask("How many rows?", TEXT).answer == "0"
     root = ScriptedModel(["FINAL(context.count('secret'))"])  # a value: no round trip
     assert _rlm(tmp_home, root).ask("How many secrets?", TEXT).stats.turns == 1
+
+
+def test_an_answer_typed_in_beside_a_print_is_sent_back_once_with_the_output(
+    tmp_home: Path,
+) -> None:
+    guessed = "print(context.count('secret'))\nFINAL('location')"
+    root = ScriptedModel([guessed, "FINAL('entity')"])
+    result = _rlm(tmp_home, root).ask("Which is most common?", TEXT)
+    assert result.answer == "entity" and result.stats.turns == 2
+    sent_back = _last_user(root, 1)
+    assert sent_back.startswith(
+        "Your code printed this and called FINAL('location') in the same cell, before you read "
+        f"it:\n{TEXT.count('secret')}\n\nRead it. Does it answer the question: Which is most"
+    )
+    # Computed, or typed in with nothing printed beside it: accepted at once.
+    for cell in ("n = context.count('secret')\nprint(n)\nFINAL(n)", "FINAL('location')"):
+        root = ScriptedModel([cell])
+        assert _rlm(tmp_home, root).ask("Which is most common?", TEXT).stats.turns == 1
+    assert prompts.final_is_literal("FINAL(42)") and not prompts.final_is_literal("FINAL(x)")
+    assert not prompts.final_is_literal("FINAL('a'")  # a syntax error is not a typed answer
 
 
 def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -> None:

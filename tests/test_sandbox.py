@@ -234,6 +234,7 @@ def test_final_and_final_var(sandbox: Sandbox) -> None:
     assert result.final is None
     assert "FINAL_VAR: no variable named 'nope'; variables: answer" in (result.error or "")
     assert ok(sandbox.run("print(1)")) == "1\n"  # final is per cell
+    assert sandbox.run("Final(71)").final == "71"  # a spelling the root model writes at times
 
 
 def test_common_modules_need_no_import(sandbox: Sandbox) -> None:
@@ -477,13 +478,18 @@ CODE = {
 
 def test_source_reads_definitions_top_level_first() -> None:
     text = source("open", CODE)
-    assert text.startswith("# b.py line 1\ndef open(path,\n         mode='r', *,\n")
+    # A signature over lines, keyword-only defaults and `=-1` (one token to the model) included.
+    defaults = "# defaults: mode = 'r', buffering = -1\n"
+    assert text.startswith(f"# b.py line 1\n{defaults}def open(path,\n         mode='r', *,\n")
     assert "    return path" in text and "VALUE" not in text  # the body, not what follows
-    assert "# a.py line 4\n    def open(self, force=False):\n        return 1" in text
+    method = "# a.py line 4\n# defaults: force = False\n    def open(self, force=False):\n"
+    assert method + "        return 1" in text
     assert source("def Box(", CODE).startswith("# a.py line 3\nclass Box:\n    def open")
     assert source("Box.open", CODE) == text  # the last name is the one looked up
     assert source("nothing", CODE) == "(no def or class named 'nothing'; try grep('nothing'))"
-    assert source("open", CODE, max_lines=2).startswith("# b.py line 1\ndef open(path,\n")
+    assert source("open", CODE, max_lines=2).startswith(f"# b.py line 1\n{defaults}def open(")
+    no_defaults = {"c.py": "def run(a, b): return a\n"}  # nothing to list: no line
+    assert source("run", no_defaults) == "# c.py line 1\ndef run(a, b): return a"
     assert "    ..." in source("open", CODE, max_lines=2)
 
 

@@ -95,6 +95,20 @@ class _SubRequest:
     labelling: bool = False  # classify's batches go to the labeller model
 
 
+@dataclass(frozen=True)
+class _FirstStep:
+    """Code the engine runs before the first turn, and how its output is introduced."""
+
+    code: str
+    labelling: bool = False  # the labelling of records, rather than a search
+    named_rows: str | None = None  # in words: the rows the question names, counted apart
+
+    def introduce(self, output: str) -> str:
+        if self.labelling:
+            return prompts.labelling_done(output, self.named_rows)
+        return prompts.search_done(self.code, output)
+
+
 class _Run:
     """State of one question across its depths: counters, clock and event fan-out."""
 
@@ -229,23 +243,24 @@ class Engine:
         values_seen = False  # has the model seen printed output of code it wrote yet?
         with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
             searched = ""
-            first_step, labelling = self._first_step(question, context, record_keys)
+            first_step = self._first_step(question, context, record_keys)
             if first_step is not None:
                 # Run the obvious first step before the first turn: the model reads its output
                 # instead of guessing (and then anchoring on its guess: `sort=None` kept after
                 # `sort=-1` was shown; labels "found" in visible fields), and a found needle
                 # costs no turn.
-                run.emit({"type": "first_step", "depth": depth, "turn": 0, "code": first_step})
-                result = self._execute(sandbox, first_step, depth, 0, run)
-                seen_code[first_step] = result.error
+                code = first_step.code
+                run.emit({"type": "first_step", "depth": depth, "turn": 0, "code": code})
+                result = self._execute(sandbox, code, depth, 0, run)
+                seen_code[code] = result.error
                 if result.error is None and result.output.strip():
-                    searched = (
-                        prompts.labelling_done(result.output)
-                        if labelling
-                        else prompts.search_done(first_step, result.output)
-                    )
+                    searched = first_step.introduce(result.output)
+            # The records example (classify every line, print the counts) is what the first
+            # step ran: shown after it, the 1.5B model ran it again and read the totals.
+            labelled = first_step is not None and first_step.labelling
+            unlabelled_records = bool(record_keys) and not labelled
             messages = [
-                {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
+                {"role": "system", "content": prompts.root_system(records=unlabelled_records)},
                 {"role": "user", "content": prompts.first_turn(question, description, searched)},
             ]
             for turn in range(1, opts.max_turns + 1):
@@ -311,20 +326,25 @@ class Engine:
                         # never sees the empty list. Like a "not found", sent back once.
                         unseen_empty = unseen and prompts.is_empty_result(result.final)
                         gave_up = prompts.is_non_answer(result.final)
-                        if pushed_back or reason or not (unseen_empty or gave_up):
+                        # An answer typed in next to a print() was written before the output
+                        # existed: the 1.5B model named the first row's label beside counts
+                        # that said otherwise.
+                        unread = bool(result.output.strip()) and prompts.final_is_literal(code)
+                        if pushed_back or reason or not (unseen_empty or gave_up or unread):
                             return result.final
                         pushed_back = True
                         last_final = result.final
-                        messages.append(
-                            {
-                                "role": "user",
-                                "content": prompts.unseen_final_turn(
-                                    question, result.final, result.output, result.values or ""
-                                )
-                                if unseen_empty
-                                else prompts.non_answer_turn(question, result.final),
-                            }
-                        )
+                        if unseen_empty:
+                            feedback = prompts.unseen_final_turn(
+                                question, result.final, result.output, result.values or ""
+                            )
+                        elif gave_up:
+                            feedback = prompts.non_answer_turn(question, result.final)
+                        else:
+                            feedback = prompts.unread_output_turn(
+                                question, result.final, result.output
+                            )
+                        messages.append({"role": "user", "content": feedback})
                         continue
                     if result.error:
                         feedback = prompts.error_turn(result.error, result.output)
@@ -338,18 +358,22 @@ class Engine:
     @staticmethod
     def _first_step(
         question: str, context: str | dict[str, str], record_keys: list[str]
-    ) -> tuple[str | None, bool]:
-        """Code for the step a question obviously starts with (or None), and whether it is the
-        labelling of records.
+    ) -> _FirstStep | None:
+        """The step a question obviously starts with, if any.
 
         Counting records by labels the question lists starts with labelling every line (the
-        1.5B model instead filtered visible fields for the label and answered 0); anything else
-        with a searchable name starts by looking the name up.
+        1.5B model instead filtered visible fields for the label and answered 0), and counting
+        apart the rows the question names by a field's value; anything else with a searchable
+        name starts by looking the name up.
         """
         labels = labeling.question_labels(question)
-        if record_keys and labels:
-            return prompts.labelling_cell(labels, record_keys[-1]), True
-        return prompts.search_cell(question, context), False
+        if record_keys and labels and isinstance(context, str):
+            named = labeling.question_rows(question, context, record_keys)
+            rows = (named.condition, named.description) if named else None
+            code = prompts.labelling_cell(labels, record_keys[-1], rows)
+            return _FirstStep(code, labelling=True, named_rows=named and named.description)
+        search = prompts.search_cell(question, context)
+        return _FirstStep(search) if search is not None else None
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:

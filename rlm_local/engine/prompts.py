@@ -7,6 +7,7 @@ concrete question ("does this output answer it?") rather than "continue".
 
 from __future__ import annotations
 
+import ast
 import re
 
 ROOT_SYSTEM = """\
@@ -153,18 +154,27 @@ def search_done(code: str, output: str) -> str:
     return f"A first search, {code}, printed:\n{output.rstrip()}"
 
 
-def labelling_done(output: str) -> str:
+def labelling_done(output: str, named: str | None = None) -> str:
     # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
+    subset = f", and the counts among the rows the question names ({named})" if named else ""
+    picked = ", picked (those rows)" if named else ""
     return (
-        "A first step labelled every line for you and printed the counts and the first row:\n"
+        f"A first step labelled every line for you and printed the counts, the first row{subset}:\n"
         f"{output.rstrip()}\n"
-        "Kept for your code: rows (one dict per line, its label in row['label']) and labels."
+        f"Kept for your code: rows (one dict per line, its label in row['label']), labels{picked}."
     )
 
 
-def labelling_cell(labels: list[str], text_field: str) -> str:
-    """Label every record by its free text; later cells filter the rows and count."""
-    return (
+def labelling_cell(
+    labels: list[str], text_field: str, named_rows: tuple[str, str] | None = None
+) -> str:
+    """Label every record by its free text; later cells filter the rows and count.
+
+    `named_rows` is a condition on `row` selecting the rows the question names, and the same in
+    words; their counts are printed for every label, 0 included, since "how many … are labelled
+    x" is read there.
+    """
+    cell = (
         "rows = records()  # one dict per line\n"
         f"labels = classify([row[{text_field!r}] for row in rows], {labels!r})\n"
         "for row, label in zip(rows, labels):\n"
@@ -172,6 +182,15 @@ def labelling_cell(labels: list[str], text_field: str) -> str:
         "print(Counter(labels))\n"
         "print(rows[0])"
     )
+    if named_rows:
+        condition, described = named_rows
+        cell += (
+            f"\npicked = [row for row in rows if {condition}]\n"
+            f"print(len(picked), {f'rows with {described}; their labels:'!r})\n"
+            f"for name in {labels!r}:\n"
+            "    print(' ', repr(name) + ':', sum(row['label'] == name for row in picked))"
+        )
+    return cell
 
 
 def output_turn(question: str, output: str) -> str:
@@ -274,6 +293,30 @@ def unseen_final_turn(question: str, answer: str, output: str, values: str) -> s
         "Check them: an empty list or a 0 usually means a filter or pattern matched nothing; then "
         "print a few lines of context and fix the code. If they are right, call FINAL again. "
         f"Question: {question}"
+    )
+
+
+def final_is_literal(code: str) -> bool:
+    """Whether the cell calls FINAL with a literal ("location", 42): an answer typed in, not
+    computed, so one written before the cell's printed output existed."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "FINAL"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+        for node in ast.walk(tree)
+    )
+
+
+def unread_output_turn(question: str, answer: str, output: str) -> str:
+    return (
+        f"Your code printed this and called FINAL({answer[:80]!r}) in the same cell, before you "
+        f"read it:\n{output.rstrip()}\n\nRead it. Does it answer the question: {question}\n{_NEXT}"
     )
 
 

@@ -6,7 +6,9 @@ mid-word), so the sandbox provides tested versions that default to `context`.
 
 from __future__ import annotations
 
+import ast
 import re
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -240,6 +242,29 @@ def chunks(text: Context | None, size: int = 8000, overlap: int = 0) -> list[str
 _KEYWORDS = frozenset({"def", "class", "async", "function", "method"})
 
 
+def _defaults_note(lines: list[str]) -> str:
+    """A comment line listing a def's parameter defaults, spaced out: `sort=-1` and
+    `mode='exec'` are single tokens to Qwen's tokenizer (`=-`, `='`), and the 1.5B model read
+    them back as 0 and exec; `sort = -1` it reads right."""
+    for end in range(1, min(len(lines), 12) + 1):
+        head = textwrap.dedent("\n".join(lines[:end]))
+        try:
+            node = ast.parse(head + "\n    pass").body[0]
+        except SyntaxError:
+            continue
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            return ""
+        args = node.args
+        positional = args.posonlyargs + args.args
+        with_default = positional[len(positional) - len(args.defaults) :]
+        pairs = list(zip(with_default, args.defaults, strict=True))
+        keyword = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+        pairs += [(arg, default) for arg, default in keyword if default is not None]
+        shown = ", ".join(f"{arg.arg} = {ast.unparse(default)}" for arg, default in pairs)
+        return f"# defaults: {shown}\n" if shown else ""
+    return ""
+
+
 def source(
     name: str, text: Context | list[str] | None, max_lines: int = 60, max_defs: int = 5
 ) -> str:
@@ -275,7 +300,8 @@ def source(
             more = "\n    ..." if len(kept) > max_lines else ""
             where = f"{prefix.rstrip(': ')} line {line_no}".strip()
             code = "\n".join(kept[:max_lines]).rstrip()
-            found.append((indent, f"# {where}\n{code}{more}"))
+            defaults = _defaults_note(kept)
+            found.append((indent, f"# {where}\n{defaults}{code}{more}"))
     if not found:
         return f"(no def or class named {wanted!r}; try grep({wanted!r}))"
     found.sort(key=lambda item: item[0])  # stable: file order within a level

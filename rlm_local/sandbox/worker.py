@@ -82,6 +82,7 @@ class Worker:
         reserved: dict[str, Callable[..., Any]] = {n: self._bridge_stub(n) for n in bridge_names}
         reserved.update(make_helpers(context))
         reserved["FINAL"] = self._final
+        reserved["Final"] = self._final  # the 1.5B model's spelling after a long cell, at times
         reserved["FINAL_VAR"] = self._final_var
         self.reserved_callables = reserved
         self.reserved_names = frozenset([*reserved, "context"])
