@@ -255,12 +255,8 @@ class Engine:
                 seen_code[code] = result.error
                 if result.error is None and result.output.strip():
                     searched = first_step.introduce(result.output)
-            # The records example (classify every line, print the counts) is what the first
-            # step ran: shown after it, the 1.5B model ran it again and read the totals.
-            labelled = first_step is not None and first_step.labelling
-            unlabelled_records = bool(record_keys) and not labelled
             messages = [
-                {"role": "system", "content": prompts.root_system(records=unlabelled_records)},
+                {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
                 {"role": "user", "content": prompts.first_turn(question, description, searched)},
             ]
             for turn in range(1, opts.max_turns + 1):
