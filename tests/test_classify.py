@@ -203,7 +203,11 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert "'label'" not in first.split("Counter")[0]  # the row shown had no label yet
     assert "'positive': 40  (most common)\n  'negative': 20  (least common)" in first  # output
     assert "1 rows with User 10003; their labels:\n  'positive': 0\n  'negative': 1\n" in first
-    assert "its label in row['label']), labels, picked (those rows)." in first
+    assert "its label in row['label']), labels, picked (those rows). A count of one label: " in (
+        first
+    )
+    assert "Counter(row['label'] for row in picked)['positive']" in first  # the label asked for
+    assert "labels = classify(context" not in root.calls[0][0]["content"]  # nor its example
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
     assert len(labeller.calls) == 1  # 2 different texts, one batch
     record = load_run(Path(result.trace_path))
@@ -241,6 +245,15 @@ def test_the_rows_a_question_names_by_a_field_value_are_found() -> None:
     # Free text names anything: it is never a filter; nor are words no field holds.
     assert labeling.question_rows("Which texts say t?", days, ["Date", "User", "Text"]) is None
     assert labeling.question_rows("Which label is the most common?", CONTEXT, keys) is None
+
+
+def test_the_label_a_question_names_is_found() -> None:
+    labels = ["description and abstract concept", "entity", "location"]
+    named = labeling.question_label
+    assert named("Are questions labelled 'entity' more common than 'location'?", labels) == "entity"
+    assert named('How many are "location"?', labels) == "location"
+    assert named("Which label is the most common?", labels) == labels[0]  # none named: the first
+    assert named("Which of 'x' is the most common?", labels) == labels[0]  # not a label
 
 
 def _last_user_of(model: ScriptedModel) -> str:

@@ -87,6 +87,13 @@ def question_labels(question: str) -> list[str]:
     return names if fits and 2 <= len(set(names)) == len(names) <= MAX_LABELS else []
 
 
+def question_label(question: str, labels: list[str]) -> str:
+    """The label a question names in quotes ("labelled 'entity'"), else the first it lists."""
+    quoted = re.findall(r"'([^']+)'|\"([^\"]+)\"", question)
+    named = [single or double for single, double in quoted if (single or double) in labels]
+    return named[0] if named else labels[0]
+
+
 def record_field(items: list[str]) -> str | None:
     """The free-text field of record-like items, if any.
 

@@ -102,10 +102,11 @@ class _FirstStep:
     code: str
     labelling: bool = False  # the labelling of records, rather than a search
     named_rows: str | None = None  # in words: the rows the question names, counted apart
+    label: str = ""  # the label the question names first (for labelling)
 
     def introduce(self, output: str) -> str:
         if self.labelling:
-            return prompts.labelling_done(output, self.named_rows)
+            return prompts.labelling_done(output, self.named_rows, self.label)
         return prompts.search_done(self.code, output)
 
 
@@ -255,8 +256,13 @@ class Engine:
                 seen_code[code] = result.error
                 if result.error is None and result.output.strip():
                     searched = first_step.introduce(result.output)
+            # The records example (classify every line, print the counts) is what the first
+            # step ran: shown after it, the 1.5B model ran it again (and looped on it) instead
+            # of reading the counts.
+            labelled = first_step is not None and first_step.labelling
+            records_example = bool(record_keys) and not labelled
             messages = [
-                {"role": "system", "content": prompts.root_system(records=bool(record_keys))},
+                {"role": "system", "content": prompts.root_system(records=records_example)},
                 {"role": "user", "content": prompts.first_turn(question, description, searched)},
             ]
             for turn in range(1, opts.max_turns + 1):
@@ -367,7 +373,8 @@ class Engine:
             named = labeling.question_rows(question, context, record_keys)
             rows = (named.condition, named.description) if named else None
             code = prompts.labelling_cell(labels, record_keys[-1], rows)
-            return _FirstStep(code, labelling=True, named_rows=named and named.description)
+            label = labeling.question_label(question, labels)
+            return _FirstStep(code, True, named and named.description, label)
         search = prompts.search_cell(question, context)
         return _FirstStep(search) if search is not None else None
 

@@ -154,15 +154,19 @@ def search_done(code: str, output: str) -> str:
     return f"A first search, {code}, printed:\n{output.rstrip()}"
 
 
-def labelling_done(output: str, named: str | None = None) -> str:
+def labelling_done(output: str, named: str | None, label: str) -> str:
     # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
+    # The counting expression: without one it compared context.count('entity') (2 of 2 yes/no
+    # tasks at 4444b50), and with the records example in the prompt it re-ran the labelling.
     subset = f", and the counts among the rows the question names ({named})" if named else ""
     picked = ", picked (those rows)" if named else ""
+    counted = "Counter(row['label'] for row in picked)" if named else "Counter(labels)"
     return (
         f"A first step printed the first row, labelled every line for you and printed the "
         f"counts{subset}:\n"
         f"{output.rstrip()}\n"
-        f"Kept for your code: rows (one dict per line, its label in row['label']), labels{picked}."
+        f"Kept for your code: rows (one dict per line, its label in row['label']), labels{picked}. "
+        f"A count of one label: {counted}[{label!r}]"
     )
 
 
