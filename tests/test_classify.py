@@ -252,8 +252,11 @@ def test_the_label_a_question_names_is_found() -> None:
     named = labeling.question_label
     assert named("Are questions labelled 'entity' more common than 'location'?", labels) == "entity"
     assert named('How many are "location"?', labels) == "location"
-    assert named("Which label is the most common?", labels) == labels[0]  # none named: the first
-    assert named("Which of 'x' is the most common?", labels) == labels[0]  # not a label
+    assert named("Which label is the most common?", labels) is None
+    assert named("Which of 'x' is the most common?", labels) is None  # not a label
+    # Without a named label the step suggests no label (the model answered with the suggested one)
+    assert "A count of one label" not in prompts.labelling_done("counts", None, None)
+    assert prompts.labelling_done("counts", None, "entity").endswith("Counter(labels)['entity']")
 
 
 def _last_user_of(model: ScriptedModel) -> str:

@@ -87,11 +87,11 @@ def question_labels(question: str) -> list[str]:
     return names if fits and 2 <= len(set(names)) == len(names) <= MAX_LABELS else []
 
 
-def question_label(question: str, labels: list[str]) -> str:
-    """The label a question names in quotes ("labelled 'entity'"), else the first it lists."""
+def question_label(question: str, labels: list[str]) -> str | None:
+    """The label a question names in quotes ("labelled 'entity'"), if it names one."""
     quoted = re.findall(r"'([^']+)'|\"([^\"]+)\"", question)
     named = [single or double for single, double in quoted if (single or double) in labels]
-    return named[0] if named else labels[0]
+    return named[0] if named else None
 
 
 def record_field(items: list[str]) -> str | None:

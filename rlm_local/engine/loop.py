@@ -102,7 +102,7 @@ class _FirstStep:
     code: str
     labelling: bool = False  # the labelling of records, rather than a search
     named_rows: str | None = None  # in words: the rows the question names, counted apart
-    label: str = ""  # the label the question names first (for labelling)
+    label: str | None = None  # the label the question names, if it names one (labelling)
 
     def introduce(self, output: str) -> str:
         if self.labelling:

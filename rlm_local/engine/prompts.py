@@ -154,19 +154,22 @@ def search_done(code: str, output: str) -> str:
     return f"A first search, {code}, printed:\n{output.rstrip()}"
 
 
-def labelling_done(output: str, named: str | None, label: str) -> str:
+def labelling_done(output: str, named: str | None, label: str | None) -> str:
     # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
     # The counting expression: without one it compared context.count('entity') (2 of 2 yes/no
     # tasks at 4444b50), and with the records example in the prompt it re-ran the labelling.
     subset = f", and the counts among the rows the question names ({named})" if named else ""
     picked = ", picked (those rows)" if named else ""
+    # Only for a label the question names: given the first listed label as an example, the
+    # model answered "which label is the most common" with it.
     counted = "Counter(row['label'] for row in picked)" if named else "Counter(labels)"
+    count = f" A count of one label: {counted}[{label!r}]" if label else ""
     return (
         f"A first step printed the first row, labelled every line for you and printed the "
         f"counts{subset}:\n"
         f"{output.rstrip()}\n"
-        f"Kept for your code: rows (one dict per line, its label in row['label']), labels{picked}. "
-        f"A count of one label: {counted}[{label!r}]"
+        f"Kept for your code: rows (one dict per line, its label in row['label']), labels{picked}."
+        f"{count}"
     )
 
 
