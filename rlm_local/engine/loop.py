@@ -371,8 +371,7 @@ class Engine:
         labels = labeling.question_labels(question)
         if record_keys and labels and isinstance(context, str):
             named = labeling.question_rows(question, context, record_keys)
-            rows = (named.condition, named.description) if named else None
-            code = prompts.labelling_cell(labels, record_keys[-1], rows)
+            code = prompts.labelling_cell(labels, record_keys[-1], named)
             label = labeling.question_label(question, labels)
             return _FirstStep(code, True, named and named.description, label)
         search = prompts.search_cell(question, context)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # labels imports this module
+    from rlm_local.engine.labels import RowFilter
 
 ROOT_SYSTEM = """\
 You answer a question about a long text you cannot see. The text is stored in the Python \
@@ -173,14 +177,11 @@ def labelling_done(output: str, named: str | None, label: str | None) -> str:
     )
 
 
-def labelling_cell(
-    labels: list[str], text_field: str, named_rows: tuple[str, str] | None = None
-) -> str:
+def labelling_cell(labels: list[str], text_field: str, named_rows: RowFilter | None = None) -> str:
     """Label every record by its free text; later cells filter the rows and count.
 
-    `named_rows` is a condition on `row` selecting the rows the question names, and the same in
-    words; their counts are printed for every label, 0 included, since "how many … are labelled
-    x" is read there.
+    The rows the question names (`named_rows`) get their counts printed for every label, 0
+    included, since "how many … are labelled x" is read there.
     """
     # The first row is printed before it has a label: printed with one, the 1.5B model answered
     # "which label is the most common" with that row's label (3 times in 15 such tasks).
@@ -193,10 +194,9 @@ def labelling_cell(
         "print(Counter(labels))"
     )
     if named_rows:
-        condition, described = named_rows
         cell += (
-            f"\npicked = [row for row in rows if {condition}]\n"
-            f"print(len(picked), {f'rows with {described}; their labels:'!r})\n"
+            f"\npicked = [row for row in rows if {named_rows.condition}]\n"
+            f"print(len(picked), {f'rows with {named_rows.description}; their labels:'!r})\n"
             f"for name in {labels!r}:\n"
             "    print(' ', repr(name) + ':', sum(row['label'] == name for row in picked))"
         )
