@@ -291,6 +291,13 @@ def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
     assert _rlm(tmp_home, root).ask("How many rows?", TEXT).answer == "0"
     root = ScriptedModel(["FINAL(context.count('secret'))"])  # a value: no round trip
     assert _rlm(tmp_home, root).ask("How many secrets?", TEXT).stats.turns == 1
+    # Typed in, not computed (`lo = 0` read off a signature the first step printed): kept. Sent
+    # back, the 1.5B model changed a right 0 into 1 (codebase QA 8K, seed 1).
+    for typed in ("lo = 0\nFINAL(lo)", "FINAL('0')"):
+        root = ScriptedModel([typed])
+        assert _rlm(tmp_home, root).ask("Default of lo?", TEXT).stats.turns == 1
+    assert prompts.computes("n = len([x for x in rows if x])") and prompts.computes("f(")
+    assert not prompts.computes("lo = 0\nprint(lo)\nFINAL(lo)")
 
 
 def test_an_answer_typed_in_beside_a_print_is_sent_back_once_with_the_output(

@@ -326,7 +326,11 @@ class Engine:
                         # Code alone computed 0 (or nothing) before the model saw any value: a
                         # 1.5B model's first filters and regexes often match nothing, and it
                         # never sees the empty list. Like a "not found", sent back once.
-                        unseen_empty = unseen and prompts.is_empty_result(result.final)
+                        unseen_empty = (
+                            unseen
+                            and prompts.is_empty_result(result.final)
+                            and prompts.computes(code)
+                        )
                         gave_up = prompts.is_non_answer(result.final)
                         # An answer typed in next to a print() was written before the output
                         # existed: the 1.5B model named the first row's label beside counts

@@ -323,6 +323,24 @@ def final_is_literal(code: str) -> bool:
     )
 
 
+def computes(code: str) -> bool:
+    """Whether the cell computes its values (calls, comprehensions) rather than only typing them
+    in (`lo = 0; FINAL(lo)` after reading `lo=0`): only a computed 0 can be a filter's miss."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return True
+    typed = {"FINAL", "FINAL_VAR", "Final", "print"}
+    return any(
+        isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp)
+        or (
+            isinstance(node, ast.Call)
+            and not (isinstance(node.func, ast.Name) and node.func.id in typed)
+        )
+        for node in ast.walk(tree)
+    )
+
+
 def unread_output_turn(question: str, answer: str, output: str) -> str:
     return (
         f"Your code printed this and called FINAL({answer[:80]!r}) in the same cell, before you "
