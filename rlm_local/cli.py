@@ -138,10 +138,14 @@ class _Progress:
                 err.print(event["output"].rstrip(), markup=False)
             if event.get("error"):
                 err.print(f"[red]error:[/red] {escape(str(event['error']))}", markup=True)
+        if kind == "read" and self.verbose:
+            err.print(f"[dim]── {_read_verdict(bool(event.get('accepted')))} ──[/dim]")
+            err.print(str(event.get("text", "")).rstrip(), markup=False)
         if self.status is not None:
             what = {
                 "turn": "root model wrote code",
                 "first_step": "running the first step",
+                "read": "root model read the first step's output",
                 "cell": "ran the code",
                 "classify": "labelled items",
             }.get(str(kind), "asked the sub-model" if kind == "sub_call" else str(kind))
@@ -563,6 +567,12 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     out.print(table)
 
 
+def _read_verdict(accepted: bool) -> str:
+    if accepted:
+        return "read as text by the root model: the answer, copied from the output"
+    return "read as text by the root model: not copied from the output, so code went on"
+
+
 def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
     facts = ["cached" if turn.cached else f"model {_secs(turn.seconds)} s"] if turn.number else []
     if turn.prompt_tokens is not None:
@@ -618,6 +628,15 @@ def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
                 (f"↳ sub-call {call.index}", "magenta"),
                 (f" ({call.prompt_chars:,} chars, {timing}): ", "dim"),
                 _head(reply, 120),
+            )
+        )
+    if turn.read is not None:
+        timing = "cached" if turn.read.cached else f"{_secs(turn.read.seconds)} s"
+        holder.add(
+            Text.assemble(
+                (_read_verdict(turn.read.accepted), "bold green" if turn.read.accepted else "dim"),
+                (f" ({timing}): ", "dim"),
+                _cut(turn.read.text, limit),
             )
         )
     for child in work.children:

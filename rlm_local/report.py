@@ -189,6 +189,8 @@ class _Page:
                 badges.append(_badge("error", "error"))
             if turn.cell.final is not None:
                 badges.append(_badge("FINAL", "final"))
+        if turn.read is not None and turn.read.accepted:
+            badges.append(_badge("answer read", "final"))
             if turn.cell.worker_restarted:
                 badges.append(_badge("worker restarted", "warn"))
         facts = [] if turn.cached else [f"model {_seconds(turn.seconds)}"]
@@ -216,6 +218,15 @@ class _Page:
             parts.append('<p class="empty">This code did not run (empty, or a repeat).</p>')
         if work is not None:
             parts.append(self.cell(work, id_base, ran=turn.cell is not None))
+        if turn.read is not None:
+            verdict = (
+                "the answer, copied from the output"
+                if turn.read.accepted
+                else "not copied from the output, so code went on"
+            )
+            parts.append(
+                f"<h3>Read as text by the root model: {verdict}</h3>" + _pre(turn.read.text)
+            )
         return (
             f'<details class="turn"{self._open(first)}><summary>{summary}</summary>'
             f'<div class="body" id="{self._id(id_base)}">{"".join(parts)}</div></details>'

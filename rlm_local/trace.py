@@ -222,6 +222,17 @@ class Cell:
 
 
 @dataclass
+class Read:
+    """The root model's reading of the first step's output; `accepted`: it was copied from that
+    output, so it is the run's answer."""
+
+    text: str
+    accepted: bool
+    cached: bool
+    seconds: float | None
+
+
+@dataclass
 class Turn:
     depth: int
     number: int
@@ -235,6 +246,7 @@ class Turn:
     repeated_code: str | None = None  # a repeated cell that was resampled away
     compacted: bool = False  # the conversation was cut to fit the window before this turn
     cell: Cell | None = None  # None when the code was empty or a repeat, so it did not run
+    read: Read | None = None  # the first step's output read as text by the root model
     # Sub-calls and rlm_query runs of this turn's code while it runs, before its cell event
     # (or for good, when the run was killed midway).
     pending: Cell | None = None
@@ -384,6 +396,16 @@ class _TreeBuilder:
         if (turn := self.open.get(call.depth)) is not None:
             turn.ensure_work().sub_calls.append(call)  # else still listed in RunRecord.sub_calls
 
+    def read(self, event: dict[str, Any]) -> None:
+        turn = self.open.get(_int(event.get("depth")))
+        if turn is not None:  # the first step, whose output was read
+            turn.read = Read(
+                text=str(event.get("text") or ""),
+                accepted=bool(event.get("accepted")),
+                cached=bool(event.get("cached")),
+                seconds=_float(event.get("seconds")),
+            )
+
     def feed(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         key = (_int(event.get("depth")), _int(event.get("turn"), 1))
@@ -397,6 +419,8 @@ class _TreeBuilder:
             self.cell(event)
         elif kind == "sub_call":
             self.sub_call(event)
+        elif kind == "read":
+            self.read(event)
 
 
 def load_run(path: Path) -> RunRecord:

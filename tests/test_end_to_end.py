@@ -45,6 +45,8 @@ def test_needle_in_a_long_text_through_the_cli(tmp_path: Path, home_with_models:
     trace = read_trace(Path(data["trace_path"]))
     assert trace[0]["type"] == "run_start" and trace[-1]["type"] == "run_end"
     assert any(e["type"] == "cell" for e in trace)
+    # The first step's grep found the needle, and the root model read the number off its output.
+    assert [e["accepted"] for e in trace if e["type"] == "read"] == [True]
     # The root model never saw the text: no prompt held the needle except through cell output.
     assert text[:5000] not in json.dumps(trace)
 
@@ -52,6 +54,29 @@ def test_needle_in_a_long_text_through_the_cli(tmp_path: Path, home_with_models:
     second = json.loads(again.stdout)
     assert second["answer"] == data["answer"]
     assert second["cache_misses"] == 0 and second["cache_hits"] >= 1  # nothing recomputed
+
+
+def test_a_default_in_real_source_is_read_off_the_definition(
+    tmp_path: Path, home_with_models: Path
+) -> None:
+    # Asked to write code about `optimize=-1`, the 1.5B model answered 0 (codebase QA 8K, seed 5).
+    import heapq
+    import py_compile
+
+    code = tmp_path / "code"
+    code.mkdir()
+    for module in (heapq, py_compile):
+        (code / Path(str(module.__file__)).name).write_text(Path(str(module.__file__)).read_text())
+    question = (
+        "In the file py_compile.py, what is the default value of the parameter `optimize` of the "
+        "top-level function `compile`? Answer with the Python expression."
+    )
+    result = _ask(question, str(code), "--include", "*.py", "--json", home=home_with_models)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["mode"] == "rlm" and data["answer"] == "-1" and data["turns"] == 1
+    trace = read_trace(Path(data["trace_path"]))
+    assert [e["code"] for e in trace if e["type"] == "cell"] == ["print(source('compile'))"]
 
 
 def test_stdin_short_input_is_answered_directly(home_with_models: Path) -> None:

@@ -103,11 +103,12 @@ def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> No
 
 def test_the_question_s_key_term_is_looked_up_before_the_first_turn(tmp_home: Path) -> None:
     source = "class P:\n    def runctx(self):\n        pass\n\ndef runctx(sort=-1):\n    pass\n"
-    root = ScriptedModel(["FINAL('-1')"])
+    # The first reply is the reading of the output; not copied from it, so code goes on.
+    root = ScriptedModel(["probably 3", "FINAL('-1')"])
     question = "What is the default of `sort` in the top-level function `runctx`?"
     result = _rlm(tmp_home, root).ask(question, {"profile.py": source})
-    assert result.answer == "-1" and result.stats.turns == 1
-    first = _last_user(root, 0)
+    assert result.answer == "-1" and result.stats.turns == 2
+    first = _last_user(root, 1)
     assert "A first search, print(source('runctx')), printed:\n# profile.py line 5\n" in first
     assert "def runctx(sort=-1):" in first
     assert first.endswith(
@@ -119,9 +120,55 @@ def test_the_question_s_key_term_is_looked_up_before_the_first_turn(tmp_home: Pa
         (0, "print(source('runctx'))"),
         (1, "FINAL('-1')"),
     ]
-    root = ScriptedModel(["print(source('runctx'))", "FINAL('-1')"])  # asked again: resampled
+    root = ScriptedModel(["3", "print(source('runctx'))", "FINAL('-1')"])  # again: resampled
     result = _rlm(tmp_home, root).ask(question, {"profile.py": source})
     assert result.answer == "-1" and result.stats.cells == 2  # the search ran once
+
+
+def test_a_fact_the_first_search_found_is_read_as_text(tmp_home: Path) -> None:
+    source = "def runctx(statement, sort=-1):\n    pass\n"
+    question = "What is the default of `sort` in the top-level function `runctx`?"
+    root = ScriptedModel(["`-1`\n\nThe default is -1."])  # only the first line counts
+    result = _rlm(tmp_home, root).ask(question, {"profile.py": source})
+    assert result.answer == "-1" and result.stats.turns == 1 and result.stats.cells == 1
+    assert root.calls[0][0]["content"] == prompts.READ_SYSTEM  # read, not asked for code
+    assert root.calls[0][1]["content"] == (
+        "# profile.py line 1\n# defaults: sort = -1\ndef runctx(statement, sort=-1):\n    pass"
+        f"\n\nQuestion: {question}"
+    )
+    assert "assistant_prefix" not in root.params[0] and root.params[0]["max_tokens"] == 64
+    read = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
+    assert [(e["turn"], e["accepted"], e["text"]) for e in read] == [
+        (0, True, "`-1`\n\nThe default is -1.")
+    ]
+    # A question that counts or lists is not one fact to copy: straight to code.
+    root = ScriptedModel(["FINAL('2')"])
+    counting = "How many times is `runctx` called?"
+    assert _rlm(tmp_home, root).ask(counting, {"profile.py": source}).answer == "2"
+    assert root.calls[0][0]["content"] == prompts.ROOT_SYSTEM
+    # A search that found nothing has nothing to read.
+    root = ScriptedModel(["FINAL('none')", "FINAL('no default')"])
+    _rlm(tmp_home, root).ask("What is the default of `x` in `missing`?", {"a.py": source})
+    assert all(call[0]["content"] == prompts.ROOT_SYSTEM for call in root.calls)
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("8982030", "8982030"),
+        ("  'exec'  \nbecause the signature says so", "'exec'"),
+        ("The magic   number is 8982030.", "The magic number is 8982030."),  # as written
+        ("4417", None),  # not in the output: a guess
+        ("Not found in the text.", None),
+        ("", None),
+        ("x" * 201, None),
+    ],
+)
+def test_a_read_answer_counts_only_when_copied_from_the_output(
+    reply: str, answer: str | None
+) -> None:
+    output = "['... The magic number is 8982030. ...', \"def parse(mode='exec'): xxx\" " + "x" * 300
+    assert prompts.grounded_answer(reply, output) == answer
 
 
 def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:

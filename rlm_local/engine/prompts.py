@@ -81,6 +81,14 @@ CLASSIFY_SYSTEM = (
 
 DIRECT_SYSTEM = "Answer the question using only the text you are given. Be brief and precise."
 
+# The first step's output read as text: asked to write code about it, the 1.5B model answered
+# `optimize = -1` with 0 and `mode = 'exec'` with exec; asked to read it, it copied both right
+# (codebase QA, 12 of 12 first-step outputs; S-NIAH 5 of 5).
+READ_SYSTEM = (
+    "Answer the question using only the text you are given. Reply with the answer only, copied "
+    "exactly from the text."
+)
+
 CODE_PREFIX = "```python\n"
 CODE_STOP = "```"
 
@@ -152,6 +160,46 @@ def first_turn(question: str, description: str, searched: str = "") -> str:
             f"Does this output answer the question: {question}\n{_NEXT}"
         )
     return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
+
+
+# Questions whose answer is not one piece of text: counting, listing, summing up.
+_NOT_A_LOOKUP = re.compile(
+    r"\b(how many|how often|count|number of|list|every|all|each|summari[sz]e|total|average)\b",
+    re.IGNORECASE,
+)
+
+
+def is_lookup(question: str) -> bool:
+    """Whether the answer is one fact to find, which a search's output can show whole."""
+    return not _NOT_A_LOOKUP.search(question)
+
+
+def found_nothing(output: str) -> bool:
+    """A search that found nothing: an empty list, or a helper's "(no …)" note (grep's fallback
+    to another word, source's "no def or class named …")."""
+    shown = output.strip()
+    return shown in ("", "[]") or shown.lstrip("['\"").startswith("(no ")
+
+
+def read_messages(question: str, output: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": READ_SYSTEM},
+        {"role": "user", "content": f"{output.rstrip()}\n\nQuestion: {question}"},
+    ]
+
+
+def grounded_answer(reply: str, output: str) -> str | None:
+    """The reader's answer, if it is short and stands in the output as written: a copied fact.
+
+    Anything else (prose, a guess, "not found") leaves the question to the code loop.
+    """
+    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    answer = " ".join(lines[0].strip("`").split())
+    if not answer or len(answer) > 200 or is_non_answer(answer):
+        return None
+    return answer if answer.lower() in " ".join(output.split()).lower() else None
 
 
 def search_done(code: str, output: str) -> str:
