@@ -158,6 +158,8 @@ def test_a_fact_the_first_search_found_is_read_as_text(tmp_home: Path) -> None:
         ("8982030", "8982030"),
         ("  'exec'  \nbecause the signature says so", "'exec'"),
         ("The magic   number is 8982030.", "The magic number is 8982030."),  # as written
+        ("# quopri.py", "quopri.py"),  # copied with source()'s heading mark
+        ("#ff0000", "#ff0000"),
         ("4417", None),  # not in the output: a guess
         ("Not found in the text.", None),
         ("", None),
@@ -168,6 +170,7 @@ def test_a_read_answer_counts_only_when_copied_from_the_output(
     reply: str, answer: str | None
 ) -> None:
     output = "['... The magic number is 8982030. ...', \"def parse(mode='exec'): xxx\" " + "x" * 300
+    output += "\n# quopri.py line 64\ncolour = '#ff0000'"
     assert prompts.grounded_answer(reply, output) == answer
 
 

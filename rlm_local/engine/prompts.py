@@ -196,7 +196,8 @@ def grounded_answer(reply: str, output: str) -> str | None:
     lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
     if not lines:
         return None
-    answer = " ".join(lines[0].strip("`").split())
+    # Copied with the comment mark of source()'s heading line ("# quopri.py line 64"): dropped.
+    answer = re.sub(r"^#\s+", "", " ".join(lines[0].strip("`").split()))
     if not answer or len(answer) > 200 or is_non_answer(answer):
         return None
     return answer if answer.lower() in " ".join(output.split()).lower() else None
