@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from benchmarks.machine import machine_name
 from benchmarks.tasks import LABELS, oolong_records, oolong_task, score
 from rlm_local.cache import ChatModel, cached_chat
 from rlm_local.engine import labels as labeling
@@ -89,8 +90,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['model']} | {r['size_tokens']:,} | {r['seeds']} | {r['instances']} "
             f"| {r['accuracy']:.2f} | {r['line_accuracy']:.2f} | {r['ceiling']:.2f} "
-            f"| {r['seconds']} | {r['calls']} | {r['machine']['cpu']}, {r['machine']['cores']} "
-            f"cores | {r['commit']} |"
+            f"| {r['seconds']} | {r['calls']} | {machine_name(r['machine'])} | {r['commit']} |"
         )
     lines += ["", "Recall per true label (share of its instances labelled right):", ""]
     lines.append("| model | commit | " + " | ".join(LABELS) + " |")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from benchmarks.machine import machine, machine_name
 from benchmarks.methods import METHODS
 from benchmarks.tasks import SUITES, make_tasks, score
 from rlm_local.api import RLM
@@ -42,31 +41,6 @@ def parse_size(text: str) -> int:
         if text.endswith(suffix):
             return int(float(text[:-1]) * factor)
     return int(text)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import llama_cpp
-
-        llama = f"llama-cpp-python {llama_cpp.__version__}"
-        features = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
-    except Exception:  # the scripted smoke run needs no llama.cpp
-        llama, features = "not loaded", ""
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "llama": llama,
-        "llama_features": features[:300],
-        "python": platform.python_version(),
-    }
 
 
 def commit() -> str:
@@ -176,11 +150,11 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
 
 def render_table(raw: Path, title: str) -> str:
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
-    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:  # rows of different commits are never averaged together
-        groups[(row["size_tokens"], row["method"], row["commit"])].append(row)
-    machines = sorted({f"{r['machine']['cpu']}, {r['machine']['cores']} cores, "
-                       f"{r['machine']['llama']}" for r in rows})  # fmt: skip
+    groups: dict[tuple[int, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:  # rows of different commits or machines are never averaged together
+        key = (row["size_tokens"], row["method"], row["commit"], machine_name(row["machine"]))
+        groups[key].append(row)
+    machines = sorted({f"{machine_name(r['machine'])}, {r['machine']['llama']}" for r in rows})
     commits = sorted({r["commit"] for r in rows})
     lines = [
         f"# {title}",
@@ -188,19 +162,20 @@ def render_table(raw: Path, title: str) -> str:
         f"Machine: {'; '.join(machines)}. Commit(s): {', '.join(commits)}. "
         f"Cache: {'on' if all(r['cache'] for r in rows) else 'off (or mixed)'}.",
         "",
-        "| size (tokens) | method | commit | score | n | median s | turns | sub-calls "
+        "| size (tokens) | method | commit | machine | score | n | median s | turns | sub-calls "
         "| tokens evaluated | cache hit rate | errors | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    order = {commit: min(r["time"] for r in rows if r["commit"] == commit) for commit in commits}
-    for (size, method, commit), group in sorted(
-        groups.items(), key=lambda item: (item[0][0], item[0][1], order[item[0][2]])
+    first_run = {key: min(r["time"] for r in group) for key, group in groups.items()}
+    for (size, method, commit, where), group in sorted(
+        groups.items(), key=lambda item: (item[0][0], item[0][1], first_run[item[0]])
     ):
         hits = sum(r.get("cache_hits", 0) for r in group)
         misses = sum(r.get("cache_misses", 0) for r in group)
         notes = sorted({n for r in group for n in r.get("notes", [])})
         lines.append(
-            f"| {size:,} | {method} | {commit} | {statistics.mean(r['score'] for r in group):.2f} "
+            f"| {size:,} | {method} | {commit} | {where} "
+            f"| {statistics.mean(r['score'] for r in group):.2f} "
             f"| {len(group)} | {statistics.median(r['seconds'] for r in group):.1f} "
             f"| {statistics.mean(r.get('turns', 0) for r in group):.1f} "
             f"| {statistics.mean(r.get('sub_calls', 0) for r in group):.1f} "

@@ -37,7 +37,7 @@ from rlm_local.cache import CallCache
 from rlm_local.config import Settings, load_settings
 from rlm_local.errors import RlmLocalError
 from rlm_local.models import ModelStore
-from rlm_local.trace import Turn, find_run, list_runs, load_run
+from rlm_local.trace import Turn, find_run, list_runs, load_run, read_verdict
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Tables piped to a file or another program are not cut to 80 columns.
@@ -139,7 +139,7 @@ class _Progress:
             if event.get("error"):
                 err.print(f"[red]error:[/red] {escape(str(event['error']))}", markup=True)
         if kind == "read" and self.verbose:
-            err.print(f"[dim]── {_read_verdict(bool(event.get('accepted')))} ──[/dim]")
+            err.print(f"[dim]── {read_verdict(bool(event.get('accepted')))} ──[/dim]")
             err.print(str(event.get("text", "")).rstrip(), markup=False)
         if self.status is not None:
             what = {
@@ -567,12 +567,6 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     out.print(table)
 
 
-def _read_verdict(accepted: bool) -> str:
-    if accepted:
-        return "read as text by the root model: the answer, copied from the output"
-    return "read as text by the root model: not copied from the output, so code went on"
-
-
 def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
     facts = ["cached" if turn.cached else f"model {_secs(turn.seconds)} s"] if turn.number else []
     if turn.prompt_tokens is not None:
@@ -634,7 +628,7 @@ def _turn_node(parent: Tree, turn: Turn, limit: int | None) -> None:
         timing = "cached" if turn.read.cached else f"{_secs(turn.read.seconds)} s"
         holder.add(
             Text.assemble(
-                (_read_verdict(turn.read.accepted), "bold green" if turn.read.accepted else "dim"),
+                (turn.read.verdict, "bold green" if turn.read.accepted else "dim"),
                 (f" ({timing}): ", "dim"),
                 _cut(turn.read.text, limit),
             )

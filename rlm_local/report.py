@@ -189,10 +189,10 @@ class _Page:
                 badges.append(_badge("error", "error"))
             if turn.cell.final is not None:
                 badges.append(_badge("FINAL", "final"))
-        if turn.read is not None and turn.read.accepted:
-            badges.append(_badge("answer read", "final"))
             if turn.cell.worker_restarted:
                 badges.append(_badge("worker restarted", "warn"))
+        if turn.read is not None and turn.read.accepted:
+            badges.append(_badge("answer read", "final"))
         facts = [] if turn.cached else [f"model {_seconds(turn.seconds)}"]
         if turn.prompt_tokens is not None:
             facts.append(f"{turn.prompt_tokens} → {turn.completion_tokens or 0} tokens")
@@ -219,14 +219,7 @@ class _Page:
         if work is not None:
             parts.append(self.cell(work, id_base, ran=turn.cell is not None))
         if turn.read is not None:
-            verdict = (
-                "the answer, copied from the output"
-                if turn.read.accepted
-                else "not copied from the output, so code went on"
-            )
-            parts.append(
-                f"<h3>Read as text by the root model: {verdict}</h3>" + _pre(turn.read.text)
-            )
+            parts.append(f"<h3>{_e(turn.read.verdict.capitalize())}</h3>" + _pre(turn.read.text))
         return (
             f'<details class="turn"{self._open(first)}><summary>{summary}</summary>'
             f'<div class="body" id="{self._id(id_base)}">{"".join(parts)}</div></details>'

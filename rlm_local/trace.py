@@ -231,6 +231,15 @@ class Read:
     cached: bool
     seconds: float | None
 
+    @property
+    def verdict(self) -> str:
+        return read_verdict(self.accepted)
+
+
+def read_verdict(accepted: bool) -> str:
+    taken = "the answer, copied from the output" if accepted else "not copied, so code went on"
+    return f"read as text by the root model: {taken}"
+
 
 @dataclass
 class Turn:

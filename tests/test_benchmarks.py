@@ -83,3 +83,24 @@ def test_oolong_answers_follow_the_labels_given() -> None:
     assert oolong_task(8192, 5, label_of=lambda r: r.label) == truth
     everything_entity = oolong_task(8192, 5, label_of=lambda r: "entity")
     assert everything_entity.answer == "entity" and everything_entity.question == truth.question
+
+
+def test_rows_of_two_machines_are_never_averaged(tmp_path: Path) -> None:
+    from benchmarks.machine import machine_name
+    from benchmarks.runner import render_table
+
+    zen3 = {"cpu": "AMD EPYC", "cores": 2, "llama": "l", "llama_features": "AVX2 = 1 | FMA = 1"}
+    zen4 = {**zen3, "llama_features": "AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1"}
+    assert machine_name(zen3) == "AMD EPYC, AVX2, 2 cores"
+    assert machine_name(zen4) == "AMD EPYC, AVX512, 2 cores"
+    assert machine_name({"cpu": "x", "cores": 1}) == "x, 1 cores"  # older rows: no features
+    row = {"size_tokens": 8192, "method": "rlm", "commit": "abc", "seconds": 1.0, "cache": False}
+    raw = tmp_path / "s.jsonl"
+    rows = [
+        {**row, "machine": zen3, "score": 1.0, "time": "2026-01-01T00:00:00"},
+        {**row, "machine": zen4, "score": 0.0, "time": "2026-01-02T00:00:00"},
+    ]
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = render_table(raw, "s")
+    assert "| 8,192 | rlm | abc | AMD EPYC, AVX2, 2 cores | 1.00 | 1 |" in table
+    assert "| 8,192 | rlm | abc | AMD EPYC, AVX512, 2 cores | 0.00 | 1 |" in table

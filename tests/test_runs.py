@@ -231,9 +231,9 @@ def test_the_read_of_the_first_step_in_the_tree_show_and_page(tmp_home: Path) ->
     assert shown.returncode == 0, shown.stderr
     assert copied in shown.stdout and "8982030" in shown.stdout
     page = render_html(read)
-    assert f"Read as text by the root model: {copied.split(': ', 1)[1]}" in page
-    assert "answer read" in page
-    assert "not copied from the output, so code went on" in render_html(guessed)
+    assert f"<h3>{copied.capitalize()}</h3>" in page and "answer read" in page
+    assert "not copied, so code went on</h3>" in render_html(guessed)
+    assert "answer read" not in render_html(guessed)
 
 
 # -- the commands -------------------------------------------------------------------------------
