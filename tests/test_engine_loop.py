@@ -161,6 +161,9 @@ def test_a_fact_the_first_search_found_is_read_as_text(tmp_home: Path) -> None:
         ("# quopri.py", "quopri.py"),  # copied with source()'s heading mark
         ("#ff0000", "#ff0000"),
         ("4417", None),  # not in the output: a guess
+        ("64", "64"),
+        ("6", None),  # only inside "64": not copied
+        ("magic NUMBER is 8982030", "magic NUMBER is 8982030"),  # case aside
         ("Not found in the text.", None),
         ("", None),
         ("x" * 201, None),

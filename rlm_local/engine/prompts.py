@@ -200,7 +200,9 @@ def grounded_answer(reply: str, output: str) -> str | None:
     answer = re.sub(r"^#\s+", "", " ".join(lines[0].strip("`").split()))
     if not answer or len(answer) > 200 or is_non_answer(answer):
         return None
-    return answer if answer.lower() in " ".join(output.split()).lower() else None
+    # As a whole token: "10" is not copied from "line 107".
+    copied = re.compile(rf"(?<!\w){re.escape(answer)}(?!\w)", re.IGNORECASE)
+    return answer if copied.search(" ".join(output.split())) else None
 
 
 def search_done(code: str, output: str) -> str:
