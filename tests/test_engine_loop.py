@@ -125,6 +125,13 @@ def test_the_question_s_key_term_is_looked_up_before_the_first_turn(tmp_home: Pa
     assert result.answer == "-1" and result.stats.cells == 2  # the search ran once
 
 
+class _NoRoomToRead(ScriptedModel):
+    def chat(self, messages: list[dict[str, str]], **params: object):  # type: ignore[override]
+        if messages[0]["content"] == prompts.READ_SYSTEM:
+            raise ContextOverflowError("too long", prompt_tokens=9999, limit=100)
+        return super().chat(messages, **params)
+
+
 def test_a_fact_the_first_search_found_is_read_as_text(tmp_home: Path) -> None:
     source = "def runctx(statement, sort=-1):\n    pass\n"
     question = "What is the default of `sort` in the top-level function `runctx`?"
@@ -141,6 +148,10 @@ def test_a_fact_the_first_search_found_is_read_as_text(tmp_home: Path) -> None:
     assert [(e["turn"], e["accepted"], e["text"]) for e in read] == [
         (0, True, "`-1`\n\nThe default is -1.")
     ]
+    # No room in the root model's window to read the output: straight to code, no failure.
+    root = _NoRoomToRead(["FINAL('-1')"])
+    assert _rlm(tmp_home, root).ask(question, {"profile.py": source}).answer == "-1"
+    assert [call[0]["content"] for call in root.calls] == [prompts.ROOT_SYSTEM]
     # A question that counts or lists is not one fact to copy: straight to code.
     root = ScriptedModel(["FINAL('2')"])
     counting = "How many times is `runctx` called?"

@@ -396,12 +396,15 @@ class Engine:
         """The root model reads the first step's output as text; its answer counts when it is
         copied from that output. Reading beats writing code about it for a 1.5B model (see
         prompts.READ_SYSTEM), and a found fact costs one short call instead of a turn."""
-        call = cached_chat(
-            self.root,
-            self.cache,
-            prompts.read_messages(question, output),
-            max_tokens=self.options.read_max_tokens,
-        )
+        try:
+            call = cached_chat(
+                self.root,
+                self.cache,
+                prompts.read_messages(question, output),
+                max_tokens=self.options.read_max_tokens,
+            )
+        except ContextOverflowError:  # an output_chars larger than the window: code goes on
+            return None
         run.count(call)
         run.stats.turns += 1
         answer = prompts.grounded_answer(call.completion.text, output)
