@@ -23,32 +23,40 @@ def instance(line: str) -> str:
     return line.split("Instance: ", 1)[1]
 
 
-def label_texts(model: ChatModel, texts: list[str]) -> tuple[dict[str, str | None], dict[str, int]]:
-    """classify's calls, made directly: text -> label, and the tokens they cost."""
+def label_texts(
+    model: ChatModel, texts: list[str], voting: bool = True
+) -> tuple[dict[str, str | None], dict[str, int]]:
+    """classify's calls (its batches, grammar and vote), made directly: text -> label, and the
+    tokens they cost."""
     request = labeling.check_request(texts, list(LABELS), None)
-    found: dict[str, str | None] = {}
     usage: Counter[str] = Counter()
-    for group in labeling.batches(request.distinct):
-        call = cached_chat(
-            model,
-            None,
-            labeling.messages(group, request),
-            max_tokens=labeling.max_tokens(len(group), request.labels),
-            grammar=labeling.grammar(len(group), request.labels),
-        )
-        usage["calls"] += 1
-        usage["prompt_tokens"] += call.completion.prompt_tokens
-        usage["completion_tokens"] += call.completion.completion_tokens
-        labels = labeling.parse(call.completion.text, len(group), LABELS)
-        found.update(zip(group, labels, strict=True))
-    return found, dict(usage)
+
+    def label_groups(groups: list[list[str]]) -> list[list[str | None]]:
+        found = []
+        for group in groups:
+            call = cached_chat(
+                model,
+                None,
+                labeling.messages(group, request),
+                max_tokens=labeling.max_tokens(len(group), request.labels),
+                grammar=labeling.grammar(len(group), request.labels),
+            )
+            usage["calls"] += 1
+            usage["prompt_tokens"] += call.completion.prompt_tokens
+            usage["completion_tokens"] += call.completion.completion_tokens
+            found.append(labeling.parse(call.completion.text, len(group), LABELS))
+        return found
+
+    return labeling.vote(request.distinct, label_groups, voting), dict(usage)
 
 
-def measure(model: ChatModel, size_tokens: int, seeds: list[int]) -> dict[str, Any]:
+def measure(
+    model: ChatModel, size_tokens: int, seeds: list[int], voting: bool = True
+) -> dict[str, Any]:
     records = [r for seed in seeds for r in oolong_records(size_tokens, seed)]
     truth = {instance(r.line): r.label for r in records}
     started = time.monotonic()
-    predicted, usage = label_texts(model, sorted(truth))
+    predicted, usage = label_texts(model, sorted(truth), voting)
     seconds = time.monotonic() - started
     recall = {
         label: sum(predicted[t] == label for t, true in truth.items() if true == label)
@@ -69,6 +77,7 @@ def measure(model: ChatModel, size_tokens: int, seeds: list[int]) -> dict[str, A
         "ceiling": statistics.mean(ceiling),
         "ceiling_scores": ceiling,
         "seconds": round(seconds, 1),
+        "voting": voting,
         **usage,
     }
 
@@ -87,8 +96,9 @@ def render(rows: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        model = f"{r['model']} (vote)" if r.get("voting") else r["model"]
         lines.append(
-            f"| {r['model']} | {r['size_tokens']:,} | {r['seeds']} | {r['instances']} "
+            f"| {model} | {r['size_tokens']:,} | {r['seeds']} | {r['instances']} "
             f"| {r['accuracy']:.2f} | {r['line_accuracy']:.2f} | {r['ceiling']:.2f} "
             f"| {r['seconds']} | {r['calls']} | {machine_name(r['machine'])} | {r['commit']} |"
         )

@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument("--n", type=int, default=5, help="seeds 1..n (the oolong suite's tasks)")
     lab.add_argument("--out", default=str(RESULTS))
     lab.add_argument("--scripted", action="store_true", help="scripted model (smoke test only)")
+    lab.add_argument("--no-vote", action="store_true", help="one labelling pass (no vote)")
     t = sub.add_parser("table", help="rebuild a markdown table from a results .jsonl")
     t.add_argument("raw", type=Path)
     args = parser.parse_args(argv)
@@ -261,7 +262,7 @@ def run_labels(args: argparse.Namespace) -> Path:
         "model": f"{args.model} ({name})",
         "size_tokens": size,
         "seeds": f"1-{args.n}",
-        **labels.measure(model, size, list(range(1, args.n + 1))),
+        **labels.measure(model, size, list(range(1, args.n + 1)), voting=not args.no_vote),
         "machine": machine(),
         "commit": commit(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

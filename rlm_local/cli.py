@@ -213,6 +213,11 @@ class _Progress:
     help="Levels of rlm_query recursion; at the limit rlm_query becomes llm_query.",
 )
 @click.option(
+    "--no-label-vote",
+    is_flag=True,
+    help="classify labels each text once, instead of in up to 3 batches by majority (faster).",
+)
+@click.option(
     "--cell-timeout",
     type=click.FloatRange(0.5),
     default=60.0,
@@ -246,6 +251,7 @@ def ask(
     max_sub_calls: int,
     max_seconds: float,
     max_depth: int,
+    no_label_vote: bool,
     cell_timeout: float,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
@@ -283,6 +289,7 @@ def ask(
         max_sub_calls=max_sub_calls,
         max_seconds=max_seconds,
         max_depth=max_depth,
+        vote_labels=not no_label_vote,
         sandbox=SandboxLimits(wall_seconds=cell_timeout),
     )
     with RLM(settings, options) as rlm, _Progress(verbose, quiet or as_json) as progress:

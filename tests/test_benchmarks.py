@@ -64,13 +64,18 @@ def test_scorers() -> None:
 
 def test_label_accuracy_smoke(tmp_path: Path, tmp_home: Path) -> None:
     out = tmp_path / "labels"
+    main(["labels", "--scripted", "--size", "2k", "--n", "2", "--out", str(out), "--no-vote"])
     main(["labels", "--scripted", "--size", "2k", "--n", "2", "--out", str(out)])
-    (row,) = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    one_pass, row = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     per_call = labeling.ITEMS_PER_CALL
-    assert row["instances"] > per_call and row["calls"] == -(-row["instances"] // per_call)
+    batches = -(-row["instances"] // per_call)
+    assert row["instances"] > per_call and one_pass["calls"] == batches
+    # the vote's second pass; no third, since NONE everywhere is no disagreement
+    assert row["voting"] and not one_pass["voting"] and row["calls"] == 2 * batches
     assert row["accuracy"] == 0.0  # the scripted sub-model answers NONE: no label parses
     assert 0.0 <= row["ceiling"] <= 1.0 and len(row["ceiling_scores"]) == 2
     assert "| sub (scripted) | 2,048 | 1-2 |" in (out / "labels.md").read_text()
+    assert "| sub (scripted) (vote) | 2,048 | 1-2 |" in (out / "labels.md").read_text()
     (out / "labels.md").unlink()
     main(["table", str(out / "labels.jsonl")])  # rebuilt from the raw rows
     assert "| sub (scripted) | 2,048 | 1-2 |" in (out / "labels.md").read_text()

@@ -86,14 +86,48 @@ def test_classify_labels_distinct_items_in_batches_under_a_grammar(tmp_home: Pat
     result, root = _run(tmp_home, cells, sub)
     assert result.answer == "True"
     assert "100 ['negative', 'negative']" in root.calls[1][-1]["content"]
-    assert len(sub.calls) == 3  # 45 different texts, 20 a call; the second cell cost nothing
+    # 45 different texts, 20 a call, twice (the vote's second order; the passes agree, so no
+    # third); the second cell cost nothing
+    assert len(sub.calls) == 6
     assert all(p["grammar"].startswith('root ::= "1: " label') for p in sub.params)
     assert sub.calls[0][-1]["content"].startswith("Labels:\n- positive\n- negative\n")
     events = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "classify"]
     assert [(e["items"], e["distinct"], e["sub_calls"]) for e in events] == [
-        (100, 45, 3),
+        (100, 45, 6),
         (100, 45, 0),
     ]
+
+
+def test_vote_keeps_the_majority_of_three_orders() -> None:
+    texts = [f"t{n}" for n in range(50)]
+    truth = {text: "even" if int(text[1:]) % 2 == 0 else "odd" for text in texts}
+    wrong = [{f"t{n}": "x" for n in range(5)}, {f"t{n}": "y" for n in range(3, 8)}, {}]
+    passes: list[list[list[str]]] = []
+
+    def label_groups(groups: list[list[str]]) -> list[list[str | None]]:
+        errors = wrong[len(passes)]
+        passes.append(groups)
+        return [[errors.get(text, truth[text]) for text in group] for group in groups]
+
+    voted = labeling.vote(texts, label_groups)
+    assert [len(groups) for groups in passes] == [3, 3, 1]  # the third: only the 8 disputed
+    assert passes[0][0] == texts[:20] and passes[1][0] != texts[:20]  # another order
+    assert sorted(passes[2][0], key=lambda t: int(t[1:])) == [f"t{n}" for n in range(8)]
+    # t0-t2 and t5-t7 are outvoted back to the truth; t3, t4 split three ways: the first pass's
+    assert {t for t in texts if voted[t] != truth[t]} == {"t3", "t4"}
+    assert voted["t3"] == "x"
+    passes.clear()
+    assert labeling.vote(texts, label_groups, voting=False)["t0"] == "x"
+    assert len(passes) == 1
+    assert labeling.max_vote_calls(50) == 9 and labeling.max_vote_calls(50, voting=False) == 3
+
+
+def test_the_vote_is_skipped_when_only_one_pass_fits_the_budget(tmp_home: Path) -> None:
+    sub = ScriptedModel(answer=_labeller({}))
+    cells = [f"print(classify([str(n) for n in range(45)], {LABELS!r}).count('negative'))"]
+    _, root = _run(tmp_home, cells + ["FINAL('x')"], sub, max_sub_calls=5)
+    assert "\n45\n" in "\n" + root.calls[1][-1]["content"] + "\n"
+    assert len(sub.calls) == 3
 
 
 def test_records_are_labelled_by_their_text_field(tmp_home: Path) -> None:
@@ -109,7 +143,7 @@ def test_records_are_labelled_by_their_text_field(tmp_home: Path) -> None:
         feedback
     )
     assert "\n40\n" in feedback  # 2 of every 3 lines say "great stuff"
-    assert len(sub.calls) == 1 and result.stats.sub_calls == 1
+    assert len(sub.calls) == 2 and result.stats.sub_calls == 2  # one batch, in two orders
     assert "Items:\n1. awful\n2. great stuff\n\n" in sub.calls[0][-1]["content"]
 
 
@@ -209,12 +243,12 @@ def test_a_question_listing_labels_on_records_starts_with_every_line_labelled(
     assert "Counter(row['label'] for row in picked)['positive']" in first  # the label asked for
     assert "labels = classify(context" not in root.calls[0][0]["content"]  # nor its example
     assert _last_user_of(root).startswith("Output:\n0\n")  # line 10003 is "awful": negative
-    assert len(labeller.calls) == 1  # 2 different texts, one batch
+    assert len(labeller.calls) == 2  # 2 different texts, one batch, in two orders
     record = load_run(Path(result.trace_path))
     assert [turn.number for turn in record.turns] == [0, 1, 2]
     step = record.turns[0]
     assert step.code.startswith("rows = records()") and step.prompt_tokens is None
-    assert len(step.work.sub_calls) == 1  # the labelling call belongs to the first step
+    assert len(step.work.sub_calls) == 2  # the labelling calls belong to the first step
     assert "First step, run by the engine" in render_html(record)
     # The first step's output is not the model's own: a 0 from its first cell is still checked.
     blind = "picked = [row for row in rows if row['User'] == '10003']\nFINAL(len(picked))"
@@ -274,10 +308,10 @@ def test_classify_uses_the_labeller_and_llm_query_the_sub_model(tmp_home: Path) 
     options = RunOptions(mode="rlm")
     result = RLM(load_settings(), options, root=root, sub=sub, labeller=labeller).ask("q?", CONTEXT)
     assert result.answer == "['positive', 'negative'] / a sub-model answer"
-    assert len(labeller.calls) == 1 and "grammar" in labeller.params[0]
+    assert len(labeller.calls) == 2 and "grammar" in labeller.params[0]  # in two orders
     assert len(sub.calls) == 1 and sub.params[0].get("grammar") is None
     models = [e["model"] for e in read_trace(Path(result.trace_path)) if e["type"] == "sub_call"]
-    assert models == ["labeller", "sub"]
+    assert models == ["labeller", "labeller", "sub"]
 
 
 def test_the_labeller_is_the_root_model_unless_set(

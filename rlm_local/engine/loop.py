@@ -39,6 +39,7 @@ class RunOptions:
     root_max_tokens: int = 384
     sub_max_tokens: int = 256
     read_max_tokens: int = 64  # the root model reading the first step's output: a short fact
+    vote_labels: bool = True  # classify labels each text in up to 3 batches (labels.vote)
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
@@ -526,27 +527,38 @@ class Engine:
         scheme = (tuple(request.labels), request.instruction)
         known = run.labels.setdefault(scheme, {})  # a cell re-run after an error costs nothing
         todo = [text for text in request.distinct if text not in known]
-        groups = labeling.batches(todo)
+        voting = self.options.vote_labels
         with run.lock:
             left = self.options.max_sub_calls - run.stats.sub_calls
-        if len(groups) > left:
+            calls_before = run.stats.sub_calls
+        if labeling.max_vote_calls(len(todo), voting) > left:
+            voting = False  # one pass still fits: labels without the vote beat none
+        if labeling.max_vote_calls(len(todo), voting) > left:
+            groups = len(labeling.batches(todo))
             raise RuntimeError(
-                f"labelling {len(todo)} different items takes {len(groups)} sub-calls "
+                f"labelling {len(todo)} different items takes {groups} sub-calls "
                 f"({labeling.ITEMS_PER_CALL} items each) but {left} are left; classify fewer "
                 "items, e.g. only the part of each line the label depends on"
             )
-        calls = [
-            _SubRequest(
-                labeling.messages(group, request),
-                labeling.max_tokens(len(group), request.labels),
-                labeling.grammar(len(group), request.labels),
-                labelling=True,
-            )
-            for group in groups
-        ]
-        for group, reply in zip(groups, self._sub_calls(calls, depth, run), strict=True):
-            found = labeling.parse(reply, len(group), request.labels)
-            known.update((text, label) for text, label in zip(group, found, strict=True) if label)
+
+        def label_groups(groups: list[list[str]]) -> list[list[str | None]]:
+            calls = [
+                _SubRequest(
+                    labeling.messages(group, request),
+                    labeling.max_tokens(len(group), request.labels),
+                    labeling.grammar(len(group), request.labels),
+                    labelling=True,
+                )
+                for group in groups
+            ]
+            replies = self._sub_calls(calls, depth, run)
+            return [
+                labeling.parse(reply, len(group), request.labels)
+                for group, reply in zip(groups, replies, strict=True)
+            ]
+
+        found = labeling.vote(todo, label_groups, voting) if todo else {}
+        known.update((text, label) for text, label in found.items() if label)
         result = [known.get(labeling.item_text(item)) for item in request.items]
         run.emit(
             {
@@ -554,7 +566,8 @@ class Engine:
                 "depth": depth,
                 "items": len(request.items),
                 "distinct": len(request.distinct),
-                "sub_calls": len(groups),
+                "sub_calls": run.stats.sub_calls - calls_before,
+                "voted": voting and len(todo) > 1,
                 "unlabelled": sum(label is None for label in result),
             }
         )
