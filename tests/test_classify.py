@@ -353,3 +353,38 @@ def test_labels_the_question_lists_as_one_are_joined_again(tmp_home: Path) -> No
     assert "the question lists 'great and good' as one label, so it was used as one." in feedback
     assert "['great and good', 'bad']" in feedback
     assert sub.calls[0][-1]["content"].startswith("Labels:\n- great and good\n- bad\n")
+
+
+def test_a_pairs_question_groups_the_field_values_by_the_labels_it_names(tmp_home: Path) -> None:
+    lines = [
+        f"Date: Mar {n % 28 + 1:02d} || User: {user} || Text: {text}"
+        for n, (user, text) in enumerate(
+            [(11111, "great stuff"), (22222, "awful"), (11111, "awful"), (33333, "great stuff")]
+            + [(22222, "great stuff"), (33333, "great stuff"), (44444, "awful")] * 3
+        )
+    ]
+    context = "\n".join(lines)
+    question = (
+        "Each line has one hidden label, one of: positive, negative. List every pair of user ids "
+        "where both users have a line labelled 'positive' and one labelled 'negative'."
+    )
+    keys = labeling.context_record_keys(context)
+    pairs = labeling.question_pairs(question, LABELS, keys)
+    assert pairs == labeling.PairRequest("User", ["positive", "negative"])
+    assert labeling.question_pairs(question.replace("pair", "list"), LABELS, keys) is None
+    no_field = question.replace("user ids", "ids").replace("users", "people")
+    assert labeling.question_pairs(no_field, LABELS, keys) is None
+    one_label = "List every pair of users with a line labelled 'positive'."
+    assert labeling.question_pairs(one_label, LABELS, keys) is None
+    root = ScriptedModel(["FINAL(str(list(itertools.combinations(having, 2))))"])
+    labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
+    result = RLM(
+        load_settings(), RunOptions(mode="rlm"), root=root, sub=ScriptedModel(), labeller=labeller
+    ).ask(question, context)
+    assert result.answer == "[(11111, 22222)]"  # 33333 only praised, 44444 only complained
+    first = root.calls[0][1]["content"]
+    assert "and the User values that have rows of each label the question names:" in first
+    assert "2 User values with rows labelled 'positive' and 'negative': [11111, 22222]\n" in first
+    assert (
+        "having (those values, sorted). Their pairs: list(itertools.combinations(having, 2))\n"
+    ) in first

@@ -246,6 +246,9 @@ def test_common_modules_need_no_import(sandbox: Sandbox) -> None:
     result = sandbox.run("FINAL_VAR('nope')")  # a rebound name is the cell's own variable
     assert "variables: re (line 1" in (result.error or "")
     assert ok(sandbox.run("print(collections.Counter is Counter)")) == "True\n"
+    assert ok(sandbox.run("print(list(itertools.combinations([1, 2, 3], 2)))")) == (
+        "[(1, 2), (1, 3), (2, 3)]\n"
+    )
 
 
 def test_bridge_round_trip_and_errors() -> None:

@@ -89,11 +89,43 @@ def question_labels(question: str) -> list[str]:
     return names if fits and 2 <= len(set(names)) == len(names) <= MAX_LABELS else []
 
 
-def question_label(question: str, labels: list[str]) -> str | None:
-    """The label a question names in quotes ("labelled 'entity'"), if it names one."""
+def question_named_labels(question: str, labels: list[str]) -> list[str]:
+    """The labels a question names in quotes ("labelled 'entity'"), in its order."""
     quoted = re.findall(r"'([^']+)'|\"([^\"]+)\"", question)
     named = [single or double for single, double in quoted if (single or double) in labels]
+    return list(dict.fromkeys(named))
+
+
+def question_label(question: str, labels: list[str]) -> str | None:
+    """The label a question names in quotes, if it names one."""
+    named = question_named_labels(question, labels)
     return named[0] if named else None
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """A question about pairs of a field's values ("pairs of user ids where both users asked
+    a question labelled 'x' and one labelled 'y'"): the field, and the labels each value needs."""
+
+    field: str
+    labels: list[str]
+
+
+def question_pairs(question: str, labels: list[str], keys: list[str]) -> PairRequest | None:
+    """The pairs a question asks for, if it asks for pairs of a field's values by labels.
+
+    After the labelling step the 1.5B model wrote `[(row['User'], row['User']) for row in rows
+    if 'x' in row['label'] and 'y' in row['label']]` (pairs of a row with itself, always empty):
+    grouping rows by a field is beyond it, so the step groups them.
+    """
+    if not re.search(r"\bpairs?\b", question, re.IGNORECASE):
+        return None
+    named = question_named_labels(question, labels)
+    words = {word.lower() for word in re.findall(r"[A-Za-z]+", question)}
+    field = next(
+        (key for key in keys[:-1] if key.lower() in words or f"{key.lower()}s" in words), None
+    )
+    return PairRequest(field, named) if field and len(named) >= 2 else None
 
 
 def record_field(items: list[str]) -> str | None:

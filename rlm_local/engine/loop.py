@@ -105,6 +105,7 @@ class _FirstStep:
     labelling: bool = False  # the labelling of records, rather than a search
     named_rows: str | None = None  # in words: the rows the question names, counted apart
     label: str | None = None  # the label the question names, if it names one (labelling)
+    pairs: labeling.PairRequest | None = None  # the field values grouped by labels (labelling)
 
     def readable(self, question: str, output: str) -> bool:
         """Whether a search found a piece that may hold a one-fact answer, to be read as text."""
@@ -114,7 +115,7 @@ class _FirstStep:
 
     def introduce(self, output: str) -> str:
         if self.labelling:
-            return prompts.labelling_done(output, self.named_rows, self.label)
+            return prompts.labelling_done(output, self.named_rows, self.label, self.pairs)
         return prompts.search_done(self.code, output)
 
 
@@ -387,9 +388,10 @@ class Engine:
         labels = labeling.question_labels(question)
         if record_keys and labels and isinstance(context, str):
             named = labeling.question_rows(question, context, record_keys)
-            code = prompts.labelling_cell(labels, record_keys[-1], named)
+            pairs = labeling.question_pairs(question, labels, record_keys)
+            code = prompts.labelling_cell(labels, record_keys[-1], named, pairs)
             label = labeling.question_label(question, labels)
-            return _FirstStep(code, True, named and named.description, label)
+            return _FirstStep(code, True, named and named.description, label, pairs)
         search = prompts.search_cell(question, context)
         return _FirstStep(search) if search is not None else None
 

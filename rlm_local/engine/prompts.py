@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # labels imports this module
-    from rlm_local.engine.labels import RowFilter
+    from rlm_local.engine.labels import PairRequest, RowFilter
 
 ROOT_SYSTEM = """\
 You answer a question about a long text you cannot see. The text is stored in the Python \
@@ -209,7 +209,9 @@ def search_done(code: str, output: str) -> str:
     return f"A first search, {code}, printed:\n{output.rstrip()}"
 
 
-def labelling_done(output: str, named: str | None, label: str | None) -> str:
+def labelling_done(
+    output: str, named: str | None, label: str | None, pairs: PairRequest | None = None
+) -> str:
     # Described, not shown: shown as code, the 1.5B model ran it again instead of answering.
     # The counting expression: without one it compared context.count('entity') (2 of 2 yes/no
     # tasks at 4444b50), and with the records example in the prompt it re-ran the labelling.
@@ -219,16 +221,26 @@ def labelling_done(output: str, named: str | None, label: str | None) -> str:
     # model answered "which label is the most common" with it.
     counted = "Counter(row['label'] for row in picked)" if named else "Counter(labels)"
     count = f" A count of one label: {counted}[{label!r}]" if label else ""
+    grouped = ""
+    if pairs:
+        subset = f", and the {pairs.field} values that have rows of each label the question names"
+        count = " Their pairs: list(itertools.combinations(having, 2))"
+        grouped = ", having (those values, sorted)"
     return (
         f"A first step printed the first row, labelled every line for you and printed the "
         f"counts{subset}:\n"
         f"{output.rstrip()}\n"
-        f"Kept for your code: rows (one dict per line, its label in row['label']), labels{picked}."
-        f"{count}"
+        f"Kept for your code: rows (one dict per line, its label in row['label']), "
+        f"labels{picked}{grouped}.{count}"
     )
 
 
-def labelling_cell(labels: list[str], text_field: str, named_rows: RowFilter | None = None) -> str:
+def labelling_cell(
+    labels: list[str],
+    text_field: str,
+    named_rows: RowFilter | None = None,
+    pairs: PairRequest | None = None,
+) -> str:
     """Label every record by its free text; later cells filter the rows and count.
 
     The rows the question names (`named_rows`) get their counts printed for every label, 0
@@ -250,6 +262,16 @@ def labelling_cell(labels: list[str], text_field: str, named_rows: RowFilter | N
             f"print(len(picked), {f'rows with {named_rows.description}; their labels:'!r})\n"
             f"for name in {labels!r}:\n"
             "    print(' ', repr(name) + ':', sum(row['label'] == name for row in picked))"
+        )
+    if pairs:
+        needed = " and ".join(map(repr, pairs.labels))
+        wanted = "{" + ", ".join(map(repr, pairs.labels)) + "}"  # a set's repr has no fixed order
+        cell += (
+            f"\ngroups = {{}}  # {pairs.field} -> the labels of its rows\n"
+            "for row in rows:\n"
+            f"    groups.setdefault(row[{pairs.field!r}], set()).add(row['label'])\n"
+            f"having = sorted(value for value, found in groups.items() if {wanted} <= found)\n"
+            f"print(len(having), {f'{pairs.field} values with rows labelled {needed}:'!r}, having)"
         )
     return cell
 

@@ -348,7 +348,7 @@ class _ReadOnlyWrapper:
     __setitem__ = __delitem__ = __setattr__ = __delattr__ = _refuse
 
 
-PRELOADED_MODULES = ("re", "json", "math", "collections")
+PRELOADED_MODULES = ("re", "json", "math", "collections", "itertools")
 
 
 class CellPolicy:
