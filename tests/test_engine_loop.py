@@ -331,6 +331,18 @@ def test_a_non_answer_is_pushed_back_once(tmp_home: Path) -> None:
     assert result.answer == "not found"  # kept when nothing better came
 
 
+def test_a_final_repeating_the_question_is_sent_back_once(tmp_home: Path) -> None:
+    question = "List every pair of user ids where both users asked about a secret code."
+    root = ScriptedModel([f"FINAL({question!r})", "FINAL('11111-22222')"])
+    assert _rlm(tmp_home, root).ask(question, TEXT).answer == "11111-22222"
+    assert "only repeats the question; it is not an answer" in _last_user(root, 1)
+    root = ScriptedModel([f"FINAL({question.upper()!r})", f"FINAL({question!r})"])
+    assert _rlm(tmp_home, root).ask(question, TEXT).answer == question  # accepted the second time
+    assert prompts.echoes_question("  list every pair of user ids where both", question)
+    assert not prompts.echoes_question("pair", question)  # short answers are answers
+    assert not prompts.echoes_question("11111-22222 11111-33333 22222-33333 44444", question)
+
+
 def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
     tmp_home: Path,
 ) -> None:

@@ -345,11 +345,13 @@ class Engine:
                             and prompts.computes(code)
                         )
                         gave_up = prompts.is_non_answer(result.final)
+                        echoed = prompts.echoes_question(result.final, question)
                         # An answer typed in next to a print() was written before the output
                         # existed: the 1.5B model named the first row's label beside counts
                         # that said otherwise.
                         unread = bool(result.output.strip()) and prompts.final_is_literal(code)
-                        if pushed_back or reason or not (unseen_empty or gave_up or unread):
+                        sent_back = unseen_empty or gave_up or echoed or unread
+                        if pushed_back or reason or not sent_back:
                             return result.final
                         pushed_back = True
                         last_final = result.final
@@ -357,6 +359,8 @@ class Engine:
                             feedback = prompts.unseen_final_turn(
                                 question, result.final, result.output, result.values or ""
                             )
+                        elif echoed:
+                            feedback = prompts.echo_turn(question, result.final)
                         elif gave_up:
                             feedback = prompts.non_answer_turn(question, result.final)
                         else:

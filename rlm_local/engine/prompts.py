@@ -315,6 +315,20 @@ def is_non_answer(answer: str) -> bool:
     return bool(NON_ANSWER.search(answer.strip()[:200])) or not answer.strip()
 
 
+def echoes_question(answer: str, question: str) -> bool:
+    """A FINAL that copies the question out (seen on OOLONG-Pairs-style tasks after the
+    labelling step: `FINAL("Each line of the text is a question …")`)."""
+    said = " ".join(answer.lower().split())
+    return len(said) >= 30 and said[:80] in " ".join(question.lower().split())
+
+
+def echo_turn(question: str, answer: str) -> str:
+    return (
+        f"FINAL({answer[:80]!r}...) only repeats the question; it is not an answer. Call FINAL "
+        f"with the answer itself, computed from the values above. Question: {question}"
+    )
+
+
 _YES_OR_NO = re.compile(r"\byes or no\b", re.IGNORECASE)
 
 
