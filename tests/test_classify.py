@@ -376,15 +376,16 @@ def test_a_pairs_question_groups_the_field_values_by_the_labels_it_names(tmp_hom
     assert labeling.question_pairs(no_field, LABELS, keys) is None
     one_label = "List every pair of users with a line labelled 'positive'."
     assert labeling.question_pairs(one_label, LABELS, keys) is None
-    root = ScriptedModel(["FINAL(str(list(itertools.combinations(having, 2))))"])
+    root = ScriptedModel(["FINAL(str(pairs))"])
     labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
     result = RLM(
         load_settings(), RunOptions(mode="rlm"), root=root, sub=ScriptedModel(), labeller=labeller
     ).ask(question, context)
     assert result.answer == "[(11111, 22222)]"  # 33333 only praised, 44444 only complained
     first = root.calls[0][1]["content"]
-    assert "and the User values that have rows of each label the question names:" in first
+    assert "the User values that have rows of each label the question names, and their pairs:" in (
+        first
+    )
     assert "2 User values with rows labelled 'positive' and 'negative': [11111, 22222]\n" in first
-    assert (
-        "having (those values, sorted). Their pairs: list(itertools.combinations(having, 2))\n"
-    ) in first
+    assert "1 pairs of them: [(11111, 22222)]\n" in first
+    assert ("labels, having (those values, sorted), pairs (every two of them).\n") in first

@@ -116,7 +116,9 @@ def question_pairs(question: str, labels: list[str], keys: list[str]) -> PairReq
 
     After the labelling step the 1.5B model wrote `[(row['User'], row['User']) for row in rows
     if 'x' in row['label'] and 'y' in row['label']]` (pairs of a row with itself, always empty):
-    grouping rows by a field is beyond it, so the step groups them.
+    grouping rows by a field is beyond it, so the step groups them. Given the grouped values
+    and `itertools.combinations(having, 2)` as a hint, it typed out a few pairs or the values
+    themselves (3 of 3 tasks), so the step makes the pairs too.
     """
     if not re.search(r"\bpairs?\b", question, re.IGNORECASE):
         return None

@@ -223,9 +223,12 @@ def labelling_done(
     count = f" A count of one label: {counted}[{label!r}]" if label else ""
     grouped = ""
     if pairs:
-        subset = f", and the {pairs.field} values that have rows of each label the question names"
-        count = " Their pairs: list(itertools.combinations(having, 2))"
-        grouped = ", having (those values, sorted)"
+        subset = (
+            f", the {pairs.field} values that have rows of each label the question names, "
+            "and their pairs"
+        )
+        count = ""
+        grouped = ", having (those values, sorted), pairs (every two of them)"
     return (
         f"A first step printed the first row, labelled every line for you and printed the "
         f"counts{subset}:\n"
@@ -271,7 +274,10 @@ def labelling_cell(
             "for row in rows:\n"
             f"    groups.setdefault(row[{pairs.field!r}], set()).add(row['label'])\n"
             f"having = sorted(value for value, found in groups.items() if {wanted} <= found)\n"
-            f"print(len(having), {f'{pairs.field} values with rows labelled {needed}:'!r}, having)"
+            f"print(len(having), {f'{pairs.field} values with rows labelled {needed}:'!r}, "
+            "having)\n"
+            "pairs = list(itertools.combinations(having, 2))\n"
+            "print(len(pairs), 'pairs of them:', pairs)"
         )
     return cell
 
