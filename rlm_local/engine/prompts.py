@@ -227,7 +227,9 @@ def labelling_done(
             f", the {pairs.field} values that have rows of each label the question names, "
             "and their pairs"
         )
-        count = ""
+        # Shown the pairs, the model answered "There are 28 pairs …" (or copied the question):
+        # the call that answers with them, as for counts the expression that counts.
+        count = " To answer with the pairs: FINAL(pairs)"
         grouped = ", having (those values, sorted), pairs (every two of them)"
     return (
         f"A first step printed the first row, labelled every line for you and printed the "
