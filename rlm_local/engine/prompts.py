@@ -279,7 +279,8 @@ def labelling_cell(
             f"print(len(having), {f'{pairs.field} values with rows labelled {needed}:'!r}, "
             "having)\n"
             "pairs = list(itertools.combinations(having, 2))\n"
-            "print(len(pairs), 'pairs of them:', pairs)"
+            # Not printed: shown the list, the model typed it into FINAL(...) and ran out of tokens.
+            "print(len(pairs), 'pairs of them, in pairs')"
         )
     return cell
 
