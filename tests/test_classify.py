@@ -386,7 +386,7 @@ def test_a_pairs_question_groups_the_field_values_by_the_labels_it_names(tmp_hom
     assert "the User values that have rows of each label the question names, and their pairs:" in (
         first
     )
-    assert "2 User values with rows labelled 'positive' and 'negative': [11111, 22222]\n" in first
+    assert "2 User values with rows labelled 'positive' and 'negative', in having\n" in first
     assert "1 pairs of them, in pairs\n" in first and "[(11111, 22222)]" not in first
     assert (
         "labels, having (those values, sorted), pairs (every two of them). To answer with the "

@@ -269,6 +269,8 @@ def labelling_cell(
             "    print(' ', repr(name) + ':', sum(row['label'] == name for row in picked))"
         )
     if pairs:
+        # Counts only: shown the pairs, the model typed them into FINAL(...) until it ran out of
+        # tokens; shown the values, it typed pairs of neighbours (13715-37519, 37519-44908, …).
         needed = " and ".join(map(repr, pairs.labels))
         wanted = "{" + ", ".join(map(repr, pairs.labels)) + "}"  # a set's repr has no fixed order
         cell += (
@@ -276,10 +278,9 @@ def labelling_cell(
             "for row in rows:\n"
             f"    groups.setdefault(row[{pairs.field!r}], set()).add(row['label'])\n"
             f"having = sorted(value for value, found in groups.items() if {wanted} <= found)\n"
-            f"print(len(having), {f'{pairs.field} values with rows labelled {needed}:'!r}, "
-            "having)\n"
+            f"print(len(having), {f'{pairs.field} values with rows labelled {needed}, in having'!r}"
+            ")\n"
             "pairs = list(itertools.combinations(having, 2))\n"
-            # Not printed: shown the list, the model typed it into FINAL(...) and ran out of tokens.
             "print(len(pairs), 'pairs of them, in pairs')"
         )
     return cell
