@@ -121,6 +121,15 @@ def test_vote_keeps_the_majority_of_three_orders() -> None:
     assert len(passes) == 1
     assert labeling.max_vote_calls(50) == 9 and labeling.max_vote_calls(50, voting=False) == 3
 
+    def out_of_time_after_one_pass(groups: list[list[str]]) -> list[list[str | None]]:
+        if passes:
+            raise RuntimeError("the time budget is used up")
+        passes.append(groups)
+        return [[truth[text] for text in group] for group in groups]
+
+    passes.clear()
+    assert labeling.vote(texts, out_of_time_after_one_pass) == truth  # the first pass is kept
+
 
 def test_the_vote_is_skipped_when_only_one_pass_fits_the_budget(tmp_home: Path) -> None:
     sub = ScriptedModel(answer=_labeller({}))
