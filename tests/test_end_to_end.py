@@ -103,3 +103,38 @@ def test_models_list_names_the_labeller_when_set_apart(tmp_path: Path) -> None:
     roles = {row["name"]: row["role"] for row in listed}
     assert roles["qwen2.5-coder-0.5b-instruct"] == "sub, labeller"
     assert roles["qwen2.5-coder-1.5b-instruct"] == "root"
+
+
+def test_records_are_labelled_by_vote_and_grouped_for_a_pairs_question(
+    tmp_path: Path, home_with_models: Path
+) -> None:
+    """The real labeller votes over two batch orders, and the grouping step runs in the real
+    sandbox on its labels."""
+    praise = ["I love it, it works wonderfully!", "Fantastic quality, very happy.", "Great buy!"]
+    complaints = ["Terrible, it broke after one day.", "Awful support, a total waste of money."]
+    users = {11111: "pn", 22222: "pnp", 33333: "pp", 44444: "nn", 55555: "np"}
+    lines = []
+    for n, (user, kinds) in enumerate((u, k) for u, ks in users.items() for k in ks):
+        text = (praise if kinds == "p" else complaints)[n % (3 if kinds == "p" else 2)]
+        lines.append(f"Date: Mar {n + 1:02d}, 2024 || User: {user} || Review: {text}")
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("\n".join(lines) + "\n")
+    question = (
+        "Each line is a review with one hidden label, one of: positive, negative. List every pair "
+        "of user ids where both users wrote a review labelled 'positive' and one labelled "
+        "'negative'."
+    )
+    args = ("--json", "--mode", "rlm", "--max-turns", "1")
+    result = _ask(question, str(reviews), *args, home=home_with_models)
+    assert result.returncode == 0, result.stderr
+    trace = read_trace(Path(json.loads(result.stdout)["trace_path"]))
+    (labelled,) = [e for e in trace if e["type"] == "classify"]
+    assert labelled["distinct"] == 5 and labelled["voted"] and labelled["sub_calls"] >= 2
+    assert labelled["unlabelled"] == 0
+    step = next(e for e in trace if e["type"] == "cell" and not e.get("turn"))
+    # 11111, 22222 and 55555 wrote both kinds; 33333 only praised, 44444 only complained
+    assert (
+        "3 User values with rows labelled 'positive' and 'negative', in having\n"
+        in (step["output"])
+    )
+    assert "3 pairs of them, in pairs" in step["output"]
