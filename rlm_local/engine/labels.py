@@ -260,9 +260,13 @@ def vote(texts: list[str], label_groups: LabelPass, voting: bool = True) -> dict
     return chosen
 
 
+def batch_count(n_texts: int) -> int:
+    return -(-n_texts // ITEMS_PER_CALL)
+
+
 def max_vote_calls(n_texts: int, voting: bool = True) -> int:
     """Sub-calls vote() may make: every text twice, then at most every text once more."""
-    return len(batches([""] * n_texts)) * (3 if voting and n_texts > 1 else 1)
+    return batch_count(n_texts) * (3 if voting and n_texts > 1 else 1)
 
 
 def _gbnf_literal(text: str) -> str:

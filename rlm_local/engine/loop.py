@@ -540,9 +540,9 @@ class Engine:
         if labeling.max_vote_calls(len(todo), voting) > left:
             voting = False  # one pass still fits: labels without the vote beat none
         if labeling.max_vote_calls(len(todo), voting) > left:
-            groups = len(labeling.batches(todo))
             raise RuntimeError(
-                f"labelling {len(todo)} different items takes {groups} sub-calls "
+                f"labelling {len(todo)} different items takes {labeling.batch_count(len(todo))} "
+                "sub-calls "
                 f"({labeling.ITEMS_PER_CALL} items each) but {left} are left; classify fewer "
                 "items, e.g. only the part of each line the label depends on"
             )
