@@ -401,3 +401,30 @@ def test_a_pairs_question_groups_the_field_values_by_the_labels_it_names(tmp_hom
         "labels, having (those values, sorted), pairs (every two of them). To answer with the "
         "pairs: FINAL(pairs)\n"
     ) in first
+
+
+def test_pairs_typed_into_final_are_sent_back_once_for_the_computed_ones(tmp_home: Path) -> None:
+    assert prompts.final_typed_in("FINAL([('11111-22222',)])")
+    assert prompts.final_typed_in("pairs = [(1, 2), (3, 4)]\nFINAL(pairs)")
+    assert not prompts.final_typed_in("FINAL(pairs)")
+    assert not prompts.final_typed_in("FINAL([p for p in pairs])")
+    assert not prompts.final_typed_in("FINAL([(1, 2)]")  # a syntax error types in nothing
+    lines = [
+        f"Date: Mar 0{n % 9 + 1} || User: {user} || Text: {text}"
+        for n, (user, text) in enumerate(
+            [(11111, "great stuff"), (22222, "awful"), (11111, "awful"), (22222, "great stuff")] * 4
+        )
+    ]
+    question = (
+        "Each line has one hidden label, one of: positive, negative. List every pair of user ids "
+        "where both users have a line labelled 'positive' and one labelled 'negative'."
+    )
+    root = ScriptedModel(["pairs = [('11111-33333',)]\nFINAL(pairs)", "FINAL(str(pairs))"])
+    labeller = ScriptedModel(answer=_labeller({"great stuff": "positive"}))
+    result = RLM(
+        load_settings(), RunOptions(mode="rlm"), root=root, sub=ScriptedModel(), labeller=labeller
+    ).ask(question, "\n".join(lines))
+    feedback = root.calls[1][-1]["content"]
+    assert feedback.startswith("FINAL([('11111-33333',)]) gives pairs you typed in;")
+    assert "To answer with them: FINAL(pairs)." in feedback
+    assert result.answer == "[(11111, 22222)]" and len(root.calls) == 2

@@ -350,7 +350,14 @@ class Engine:
                         # existed: the 1.5B model named the first row's label beside counts
                         # that said otherwise.
                         unread = bool(result.output.strip()) and prompts.final_is_literal(code)
-                        sent_back = unseen_empty or gave_up or echoed or unread
+                        # The first step grouped the pairs; typed in instead, they were the
+                        # ids of the rows in view (4 of 5 OOLONG-Pairs-style tasks at f517239).
+                        typed_pairs = (
+                            first_step is not None
+                            and first_step.pairs is not None
+                            and prompts.final_typed_in(code)
+                        )
+                        sent_back = unseen_empty or gave_up or echoed or unread or typed_pairs
                         if pushed_back or reason or not sent_back:
                             return result.final
                         pushed_back = True
@@ -361,6 +368,10 @@ class Engine:
                             )
                         elif echoed:
                             feedback = prompts.echo_turn(question, result.final)
+                        elif typed_pairs:
+                            # `pairs = [...]` typed over the computed ones: computed again.
+                            self._execute(sandbox, prompts.PAIRS_CODE, depth, turn, run)
+                            feedback = prompts.typed_pairs_turn(question, result.final)
                         elif gave_up:
                             feedback = prompts.non_answer_turn(question, result.final)
                         else:

@@ -240,6 +240,9 @@ def labelling_done(
     )
 
 
+PAIRS_CODE = "pairs = list(itertools.combinations(having, 2))"
+
+
 def labelling_cell(
     labels: list[str],
     text_field: str,
@@ -280,7 +283,7 @@ def labelling_cell(
             f"having = sorted(value for value, found in groups.items() if {wanted} <= found)\n"
             f"print(len(having), {f'{pairs.field} values with rows labelled {needed}, in having'!r}"
             ")\n"
-            "pairs = list(itertools.combinations(having, 2))\n"
+            f"{PAIRS_CODE}\n"
             "print(len(pairs), 'pairs of them, in pairs')"
         )
     return cell
@@ -403,6 +406,17 @@ def unseen_final_turn(question: str, answer: str, output: str, values: str) -> s
     )
 
 
+def _final_arguments(tree: ast.AST) -> list[ast.expr]:
+    return [
+        node.args[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "FINAL"
+        and len(node.args) == 1
+    ]
+
+
 def final_is_literal(code: str) -> bool:
     """Whether the cell calls FINAL with a literal ("location", 42): an answer typed in, not
     computed, so one written before the cell's printed output existed."""
@@ -410,13 +424,42 @@ def final_is_literal(code: str) -> bool:
         tree = ast.parse(code)
     except SyntaxError:
         return False
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "FINAL"
-        and len(node.args) == 1
-        and isinstance(node.args[0], ast.Constant)
+    return any(isinstance(arg, ast.Constant) for arg in _final_arguments(tree))
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def final_typed_in(code: str) -> bool:
+    """Whether the cell's FINAL gives values typed into the code: a literal (`[('95405-71898',)]`)
+    or a name the cell set to one (`pairs = [...]` then `FINAL(pairs)`)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    typed = {
+        target.id
         for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and _is_literal(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    return any(
+        _is_literal(arg) or (isinstance(arg, ast.Name) and arg.id in typed)
+        for arg in _final_arguments(tree)
+    )
+
+
+def typed_pairs_turn(question: str, answer: str) -> str:
+    shown = answer if len(answer) <= 80 else answer[:80] + "..."
+    return (
+        f"FINAL({shown}) gives pairs you typed in; the first step computed them from every row "
+        f"into pairs. To answer with them: FINAL(pairs). Question: {question}"
     )
 
 
