@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> Path:
     if args.home:
         settings = settings.with_overrides(home=Path(args.home))
     options = RunOptions(
-        max_turns=args.max_turns, max_sub_calls=args.max_sub_calls, max_seconds=args.max_seconds
+        max_turns=args.max_turns,
+        max_sub_calls=args.max_sub_calls,
+        max_seconds=args.max_seconds,
+        root_grammar=args.root_grammar,
     )
     with contextlib.ExitStack() as stack:
         if args.scripted:
@@ -205,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--max-turns", type=int, default=10)
     r.add_argument("--max-sub-calls", type=int, default=100)
     r.add_argument("--max-seconds", type=float, default=900.0, help="wall budget of one rlm run")
+    r.add_argument(
+        "--root-grammar", action="store_true", help="root turns under the code-cell grammar"
+    )
     r.add_argument("--tag", default="", help="suffix of the result files, e.g. baseline")
     r.add_argument("--out", default=str(RESULTS))
     r.add_argument("--home", help="RLM_LOCAL_HOME for this run (cache and traces)")

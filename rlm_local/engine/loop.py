@@ -40,6 +40,7 @@ class RunOptions:
     sub_max_tokens: int = 256
     read_max_tokens: int = 64  # the root model reading the first step's output: a short fact
     vote_labels: bool = True  # classify labels each text in up to 3 batches (labels.vote)
+    root_grammar: bool = False  # root turns under prompts.ROOT_GRAMMAR
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
@@ -469,6 +470,7 @@ class Engine:
             assistant_prefix=prompts.CODE_PREFIX,
             temperature=temperature,
             seed=seed,
+            grammar=prompts.ROOT_GRAMMAR if self.options.root_grammar else None,
         )
 
     def _last_turn_reason(self, turn: int, run: _Run) -> str | None:

@@ -91,6 +91,12 @@ READ_SYSTEM = (
 
 CODE_PREFIX = "```python\n"
 CODE_STOP = "```"
+# With RunOptions.root_grammar, a root turn (after CODE_PREFIX) is code lines whose last one
+# prints or answers: a cell that shows nothing costs a turn and tells the model nothing.
+ROOT_GRAMMAR = r"""root ::= line* last "```"
+line ::= [^`\n]* "\n"
+last ::= [ \t]* ("print(" | "FINAL(" | "FINAL_VAR(") [^`\n]* "\n"
+"""
 
 
 def extract_code(reply: str) -> str:
