@@ -151,6 +151,23 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
     return table
 
 
+def rescore(raw: Path) -> int:
+    """Scores every row's stored answer again (its task regenerated from its seed), so a
+    corrected scorer applies to old rows too; a changed row records the scorer's commit."""
+    rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
+    scorer = commit()
+    changed = 0
+    for row in rows:
+        seed = int(row["task"].rsplit("-", 1)[1])
+        task = make_tasks(row["suite"], row["size_tokens"], 1, seed)[0]
+        new = score(task, row.get("answer")) if not row.get("error") else 0.0
+        if new != row["score"]:
+            row.update(score=new, scored_at=scorer)
+            changed += 1
+    raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return changed
+
+
 def render_table(raw: Path, title: str) -> str:
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
     groups: dict[tuple[int, str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -233,7 +250,18 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument("--no-vote", action="store_true", help="one labelling pass (no vote)")
     t = sub.add_parser("table", help="rebuild a markdown table from a results .jsonl")
     t.add_argument("raw", type=Path)
+    rs = sub.add_parser(
+        "rescore", help="score a results .jsonl's stored answers again with the current scorer"
+    )
+    rs.add_argument("raw", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "rescore":
+        changed = rescore(args.raw)
+        args.raw.with_suffix(".md").write_text(
+            render_table(args.raw, args.raw.stem), encoding="utf-8"
+        )
+        err.print(f"{changed} rows scored differently; table: {args.raw.with_suffix('.md')}")
+        return
     if args.command == "table":
         if args.raw.stem == "labels":
             from benchmarks import labels

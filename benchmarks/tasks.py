@@ -39,6 +39,13 @@ def _words(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
 
+# A pair is two ids alone in one pair of brackets, `(11111, 22222)`, or joined, `11111-22222`:
+# a list of single ids, `[11111, 22222, 33333]`, names no pairs.
+_ID = r"['\"]?(\d{5})['\"]?"
+_PAIR = re.compile(r"[(\[]\s*" + _ID + r"\s*,\s*" + _ID + r"\s*,?\s*[)\]]")
+_JOINED = re.compile(r"(?<!\d)(\d{5})\s*(?:-|–|&|\band\b)\s*(\d{5})(?!\d)")
+
+
 def score(task: Task, answer: str | None) -> float:
     """1.0 for right; numbers 0.75^|error|; pairs F1 (as the published tasks are scored)."""
     if not answer:
@@ -66,7 +73,9 @@ def score(task: Task, answer: str | None) -> float:
         return float(named == [task.answer])
     if task.kind == "pairs":
         expected = {tuple(sorted(p.split("-"))) for p in task.answer.split()} - {()}
-        got = {tuple(sorted(p)) for p in re.findall(r"(\d{5})\D{1,6}(\d{5})", answer)}
+        got = {tuple(sorted(p)) for p in _PAIR.findall(answer)} | {
+            tuple(sorted(p)) for p in _JOINED.findall(answer)
+        }
         if not expected and not got:
             return 1.0
         if not expected or not got:

@@ -57,6 +57,11 @@ def test_scorers() -> None:
     assert score(_task("pairs", "11111-22222 11111-33333"), "(22222, 11111)") == pytest.approx(
         2 * 1.0 * 0.5 / 1.5
     )
+    pairs = _task("pairs", "11111-22222 33333-44444")
+    assert score(pairs, "[('11111-22222',), (44444, '33333')]") == 1.0
+    assert score(pairs, "users 22222 and 11111; 33333 & 44444") == 1.0
+    assert score(pairs, "[11111, 22222, 33333, 44444]") == 0.0  # ids, not pairs
+    assert score(pairs, "(11111, 22222, 33333)") == 0.0
     assert score(_task("expr", "0"), "It defaults to 0.") == 1.0
     assert score(_task("expr", "0"), "It defaults to 10") == 0.0
     assert score(_task("contains", "1234567"), None) == 0.0
@@ -109,3 +114,24 @@ def test_rows_of_two_machines_are_never_averaged(tmp_path: Path) -> None:
     table = render_table(raw, "s")
     assert "| 8,192 | rlm | abc | AMD EPYC, AVX2, 2 cores | 1.00 | 1 |" in table
     assert "| 8,192 | rlm | abc | AMD EPYC, AVX512, 2 cores | 0.00 | 1 |" in table
+
+
+def test_rescore_applies_the_current_scorer_to_stored_answers(
+    tmp_path: Path, tmp_home: Path
+) -> None:
+    out = tmp_path / "r"
+    main(["run", "--suite", "pairs", "--sizes", "2k", "--n", "1", "--methods", "rlm",
+          "--scripted", "--quiet", "--out", str(out), "--home", str(tmp_home)])  # fmt: skip
+    raw = out / "pairs.jsonl"
+    row = json.loads(raw.read_text())
+    expected = row["expected"].split()
+    assert expected  # the seed-1 task has pairs
+    listed = "[" + ", ".join(sorted({i for p in expected for i in p.split("-")})) + "]"
+    raw.write_text(json.dumps({**row, "answer": listed, "score": 0.5}) + "\n")
+    main(["rescore", str(raw)])
+    rescored = json.loads(raw.read_text())
+    assert rescored["score"] == 0.0 and rescored["scored_at"]
+    raw.write_text(json.dumps({**row, "answer": " ".join(expected), "score": 0.0}) + "\n")
+    main(["rescore", str(raw)])
+    assert json.loads(raw.read_text())["score"] == 1.0
+    assert "| 2,048 | rlm |" in (out / "pairs.md").read_text()
