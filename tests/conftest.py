@@ -17,6 +17,15 @@ from rlm_local.models import ModelStore, ResolvedModel
 from rlm_local.models.backend import BackendOptions, LocalModel
 
 REAL_HOME_SETTINGS = load_settings()  # read before any test changes RLM_LOCAL_HOME
+REAL_MODEL_FIXTURES = frozenset({"sub_model_file", "root_model_file", "sub_model", "root_model"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that loads a real model `models`, so `-m "not models"` leaves the CPU
+    to a benchmark running beside it."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)
 
 
 @pytest.fixture

@@ -578,3 +578,25 @@ def test_records_parse_key_value_lines_by_their_shared_fields() -> None:
         assert prose.error is not None
         assert "records: the lines are not 'Key: value' records" in prose.error
         assert "Traceback" not in prose.error
+
+
+def test_a_cell_ending_in_a_bare_expression_shows_its_value(sandbox: Sandbox) -> None:
+    assert ok(sandbox.run("words = 'b a b'.split()\nCounter(words)['b']")) == "2\n"
+    assert ok(sandbox.run("words")) == "['b', 'a', 'b']\n"
+    assert ok(sandbox.run("x = 1;  x + 1")) == "2\n"
+    assert ok(sandbox.run("len(words)\n# a closing comment")) == "3\n"
+    # None (print, sort, FINAL) and a string literal standing as a comment show nothing; only the
+    # last statement is shown, as in a notebook.
+    assert ok(sandbox.run("words.sort()")) == ""
+    assert ok(sandbox.run("'a note to self'")) == ""
+    assert ok(sandbox.run("len(words)\nprint('done')")) == "done\n"
+    assert ok(sandbox.run("for w in words:\n    w")) == ""
+    result = sandbox.run("FINAL(len(words))")
+    assert (result.final, result.output) == ("3", "")
+
+
+def test_a_cell_nested_too_deeply_to_compile_is_an_error_not_a_crash(sandbox: Sandbox) -> None:
+    ok(sandbox.run("kept = 7"))
+    result = sandbox.run("x = " + "not " * 5000 + "1")
+    assert result.error == "RecursionError: the cell is nested too deeply to compile"
+    assert not result.worker_restarted and ok(sandbox.run("print(kept)")) == "7\n"

@@ -377,7 +377,10 @@ class Sandbox:
             if reply["restart"]:
                 self._replace_worker()
                 restarted = True
-                error = f"{error or 'MemoryError'} The worker had no memory left. {_LOST}"
+                error = error or "MemoryError"
+                if error.startswith("MemoryError"):
+                    error += " The worker had no memory left."
+                error = f"{error} {_LOST}"
             return CellResult(
                 reply["output"], error, reply["final"], seconds, restarted, reply.get("values")
             )

@@ -195,6 +195,8 @@ class Worker:
         except MemoryError:
             error = "MemoryError: the cell is too large to compile"
             memory_error = True
+        except RecursionError:  # `not not … 1` thousands deep: the compiler's own recursion
+            error = "RecursionError: the cell is nested too deeply to compile"
         else:
             for code_object in _code_objects(compiled):
                 self.sources[code_object] = lines
@@ -261,7 +263,7 @@ class Worker:
                         {
                             "op": "result",
                             "output": "",
-                            "error": f"{type(exc).__name__}: the sandbox worker failed",
+                            "error": f"{type(exc).__name__}: the sandbox worker failed.",
                             "final": None,
                             "restart": True,
                         },
