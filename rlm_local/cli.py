@@ -218,6 +218,12 @@ class _Progress:
     help="classify labels each text once, instead of in up to 3 batches by majority (faster).",
 )
 @click.option(
+    "--root-grammar",
+    is_flag=True,
+    help="Hold each root turn to code whose last line prints or answers (a llama.cpp grammar): "
+    "fewer turns, slower tokens.",
+)
+@click.option(
     "--cell-timeout",
     type=click.FloatRange(0.5),
     default=60.0,
@@ -252,6 +258,7 @@ def ask(
     max_seconds: float,
     max_depth: int,
     no_label_vote: bool,
+    root_grammar: bool,
     cell_timeout: float,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
@@ -290,6 +297,7 @@ def ask(
         max_seconds=max_seconds,
         max_depth=max_depth,
         vote_labels=not no_label_vote,
+        root_grammar=root_grammar,
         sandbox=SandboxLimits(wall_seconds=cell_timeout),
     )
     with RLM(settings, options) as rlm, _Progress(verbose, quiet or as_json) as progress:

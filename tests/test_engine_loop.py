@@ -425,3 +425,12 @@ def test_the_first_search_is_built_from_the_question(
         assert "first search" not in first and first.endswith("Write code to find the answer.")
     else:
         assert f"A first search, {search}, printed:\n" in first
+
+
+def test_root_turns_go_under_the_grammar_only_when_asked(tmp_home: Path) -> None:
+    for held in (False, True):
+        root = ScriptedModel(["print(len(context))", "FINAL('n')"])
+        options = RunOptions(mode="rlm", root_grammar=held)
+        RLM(load_settings(), options, root=root, sub=ScriptedModel([])).ask("q?", TEXT)
+        grammars = {p.get("grammar") for p in root.params}
+        assert grammars == ({prompts.ROOT_GRAMMAR} if held else {None})
