@@ -75,7 +75,10 @@ def run_direct(rlm: RLM, question: str, context: str | dict[str, str], **_: Any)
     out = MethodResult(answer=None, seconds=0.0)
     tokens = root.count_tokens(text)
     if tokens > room:
-        keep = int(len(text) * room / tokens * 0.97)
+        keep = len(text)
+        while tokens > room:  # a cut by the average density overshoots a denser beginning
+            keep = int(keep * room / tokens * 0.97)
+            tokens = root.count_tokens(text[:keep])
         out.notes.append(f"truncated to {keep:,} of {len(text):,} characters ({room} tokens)")
         text = text[:keep]
     call = cached_chat(root, rlm.cache, direct_messages(question, text), max_tokens=max_tokens)

@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.runner import main
 from benchmarks.tasks import SUITES, Task, make_tasks, score
+from rlm_local.api import RLM
 from rlm_local.engine import labels as labeling
 
 
@@ -135,3 +136,26 @@ def test_rescore_applies_the_current_scorer_to_stored_answers(
     main(["rescore", str(raw)])
     assert json.loads(raw.read_text())["score"] == 1.0
     assert "| 2,048 | rlm |" in (out / "pairs.md").read_text()
+
+
+def test_direct_cuts_an_input_with_a_dense_beginning_until_it_fits(tmp_home: Path) -> None:
+    """A cut by the average density kept too much of a token-dense beginning (two codebase-QA
+    32K tasks overflowed the window)."""
+    from scripted import ScriptedModel
+
+    from benchmarks.methods import run_direct
+    from rlm_local.config import load_settings
+
+    class DigitsCostMore(ScriptedModel):
+        def count_tokens(self, text: str) -> int:  # a digit is a token, prose 4 characters one
+            digits = sum(c.isdigit() for c in text)
+            return digits + (len(text) - digits) // 4
+
+        def count_message_tokens(self, messages: list[dict[str, str]]) -> int:
+            return sum(self.count_tokens(m["content"]) + 5 for m in messages) + 3
+
+    root = DigitsCostMore(["42"], n_ctx=2048)
+    context = "7" * 1500 + " prose" * 2000
+    result = run_direct(RLM(load_settings(), root=root, sub=ScriptedModel()), "Which?", context)
+    assert result.answer == "42" and result.notes[0].startswith("truncated to ")
+    assert root.count_message_tokens(root.calls[0]) <= 2048 - 256
