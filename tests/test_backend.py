@@ -64,15 +64,15 @@ def test_over_long_prompt_raises_a_clear_error(sub_model_file: ResolvedModel) ->
 def test_the_root_grammar_ends_a_turn_on_a_line_that_prints_or_answers(
     root_model: LocalModel,
 ) -> None:
-    """Left free, the root model ended this cell on a bare expression (a turn that shows
+    """Left free, the root model ends this cell on an assignment (a turn that would show
     nothing); under prompts.ROOT_GRAMMAR its last line prints or answers."""
     from rlm_local.engine import prompts
 
-    messages = [
-        {"role": "user", "content": "Write Python that sets x = [3, 1, 2] and sorts it."},
-    ]
+    messages = [{"role": "user", "content": "Set total to the sum of [3, 1, 2]. Code only."}]
     params = dict(max_tokens=64, assistant_prefix=prompts.CODE_PREFIX, stop=[prompts.CODE_STOP])
+    answers = ("print(", "FINAL(", "FINAL_VAR(")
+    free = root_model.chat(messages, **params)
     held = root_model.chat(messages, grammar=prompts.ROOT_GRAMMAR, **params)
-    last = held.text.strip("\n").splitlines()[-1].strip()
-    assert last.startswith(("print(", "FINAL(", "FINAL_VAR(")), held.text
+    assert not free.text.strip().splitlines()[-1].startswith(answers), free.text
+    assert held.text.strip().splitlines()[-1].strip().startswith(answers), held.text
     compile(held.text, "<reply>", "exec")
