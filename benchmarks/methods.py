@@ -16,6 +16,7 @@ from rlm_local.engine import RunOptions
 from rlm_local.engine.prompts import direct_messages, sub_messages
 
 CHUNK_CHARS = 6000
+COMBINE_SYSTEM = "Combine partial answers into one final answer. Be brief."
 
 
 @dataclass
@@ -105,21 +106,48 @@ def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any
         out.sub_calls += 1
         notes.append(f"- part {len(notes) + 1}: {call.completion.text.strip()}")
     out.details = notes
-    combined = "\n".join(notes) or "(no part had anything relevant)"
-    combine_prompt = [
-        {"role": "system", "content": "Combine partial answers into one final answer. Be brief."},
-        {
-            "role": "user",
-            "content": f"Partial answers from parts of a long text:\n{combined[-12000:]}\n\n"
-            f"Question: {question}\nFinal answer:",
-        },
-    ]
+    combine_prompt, kept = _combine_messages(rlm.root, question, notes, max_tokens=256)
+    if kept < len(notes):
+        out.notes.append(f"combined the first {kept} of {len(notes)} partial answers (root window)")
     call = cached_chat(rlm.root, rlm.cache, combine_prompt, max_tokens=256)
     out.count(call)
     out.turns = 1
     out.answer = call.completion.text.strip()
     out.seconds = round(time.monotonic() - started, 2)
     return out
+
+
+def _combine_messages(
+    root: Any, question: str, partial_answers: list[str], max_tokens: int
+) -> tuple[list[dict[str, str]], int]:
+    """The combining prompt with as many partial answers as the root's window holds, in order.
+
+    At 1M tokens the ~700 answers overflow the window; like `direct`, what does not fit is cut
+    from the end, and the count kept is returned so the cut can be reported.
+    """
+
+    def messages(kept: int) -> list[dict[str, str]]:
+        combined = "\n".join(partial_answers[:kept]) or "(no part had anything relevant)"
+        return [
+            {"role": "system", "content": COMBINE_SYSTEM},
+            {
+                "role": "user",
+                "content": f"Partial answers from parts of a long text:\n{combined}\n\n"
+                f"Question: {question}\nFinal answer:",
+            },
+        ]
+
+    def fits(kept: int) -> bool:
+        return root.count_message_tokens(messages(kept)) <= root.n_ctx - max_tokens
+
+    low, high = 0, len(partial_answers)  # the most answers that fit lies in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return messages(low), low
 
 
 METHODS = {"rlm": run_rlm, "direct": run_direct, "chunked": run_chunked}

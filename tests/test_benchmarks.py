@@ -159,3 +159,27 @@ def test_direct_cuts_an_input_with_a_dense_beginning_until_it_fits(tmp_home: Pat
     result = run_direct(RLM(load_settings(), root=root, sub=ScriptedModel()), "Which?", context)
     assert result.answer == "42" and result.notes[0].startswith("truncated to ")
     assert root.count_message_tokens(root.calls[0]) <= 2048 - 256
+
+
+def test_chunked_combines_only_the_partial_answers_the_root_window_holds(tmp_home: Path) -> None:
+    """At 1M tokens the ~700 partial answers overflow the root's window: the combining call gets
+    the first ones that fit, and the row says how many (they were cut silently to 12,000 chars)."""
+    from scripted import ScriptedModel
+
+    from benchmarks.methods import CHUNK_CHARS, run_chunked
+    from rlm_local.config import load_settings
+
+    parts = 60
+    sub = ScriptedModel([f"the number is {i:07d} in this part" for i in range(parts)])
+    root = ScriptedModel(["0000007"], n_ctx=512)
+    context = "prose " * (parts * CHUNK_CHARS // 6)
+    result = run_chunked(RLM(load_settings(), root=root, sub=sub), "Which number?", context)
+
+    assert result.sub_calls == parts and result.answer == "0000007"
+    kept = int(result.notes[0].split()[3])
+    assert result.notes[0] == f"combined the first {kept} of {parts} partial answers (root window)"
+    combine = root.calls[0]
+    assert root.count_message_tokens(combine) <= 512 - 256
+    assert "- part 1: the number is 0000000" in combine[1]["content"]
+    assert f"- part {kept}: " in combine[1]["content"]
+    assert f"- part {kept + 1}: " not in combine[1]["content"]
