@@ -106,10 +106,11 @@ def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any
         out.sub_calls += 1
         notes.append(f"- part {len(notes) + 1}: {call.completion.text.strip()}")
     out.details = notes
-    combine_prompt, kept = _combine_messages(rlm.root, question, notes, max_tokens=256)
+    max_tokens = 256
+    combine_prompt, kept = _combine_messages(rlm.root, question, notes, max_tokens)
     if kept < len(notes):
         out.notes.append(f"combined the first {kept} of {len(notes)} partial answers (root window)")
-    call = cached_chat(rlm.root, rlm.cache, combine_prompt, max_tokens=256)
+    call = cached_chat(rlm.root, rlm.cache, combine_prompt, max_tokens=max_tokens)
     out.count(call)
     out.turns = 1
     out.answer = call.completion.text.strip()
@@ -140,7 +141,9 @@ def _combine_messages(
     def fits(kept: int) -> bool:
         return root.count_message_tokens(messages(kept)) <= root.n_ctx - max_tokens
 
-    low, high = 0, len(partial_answers)  # the most answers that fit lies in [low, high]
+    if fits(len(partial_answers)):  # the usual case: one count, no search
+        return messages(len(partial_answers)), len(partial_answers)
+    low, high = 0, len(partial_answers) - 1  # the most answers that fit lies in [low, high]
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):
