@@ -16,7 +16,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
 from scripted import ScriptedModel
 
 from rlm_local.api import RLM
@@ -190,7 +189,7 @@ def test_torn_and_older_traces_still_read(recorded: Recorded, tmp_path: Path) ->
 
 def test_compaction_and_direct_mode_in_the_tree(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1300
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1700
     )
     sub = ScriptedModel(answer=_sub_answer)
     with RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=sub) as rlm:
@@ -208,35 +207,6 @@ def test_compaction_and_direct_mode_in_the_tree(tmp_home: Path) -> None:
     assert direct.turns[0].text == "4417" and direct.turns[0].work is None
     assert "read the input directly" in render_html(direct)
     assert summarize(trace).turns == 1
-
-
-def test_the_read_of_the_first_step_in_the_tree_show_and_page(tmp_home: Path) -> None:
-    text = "filler. " * 300 + "The magic number for nimble-engine is 8982030. " + "more. " * 300
-    question = "What is the magic number for nimble-engine?"
-    sub = ScriptedModel(answer=_sub_answer)
-    runs = []
-    options = RunOptions(mode="rlm")
-    for replies in (["8982030"], ["a guess: 12", "FINAL('12')"]):  # copied; not copied
-        with RLM(load_settings(), options, root=ScriptedModel(replies), sub=sub) as rlm:
-            runs.append(rlm.ask(question, text))
-    assert [run.answer for run in runs] == ["8982030", "12"]
-    read, guessed = (load_run(Path(str(run.trace_path))) for run in runs)
-    assert read.turns[0].code == "print(grep('nimble-engine')[:5])" and len(read.turns) == 1
-    assert read.turns[0].read is not None and read.turns[0].read.accepted
-    assert guessed.turns[0].read is not None and not guessed.turns[0].read.accepted
-    assert [t.number for t in guessed.turns] == [0, 1]
-
-    copied = "read as text by the root model: the answer, copied from the output"
-    shown = run_cli("runs", "show", str(runs[0].run_id), env={"RLM_LOCAL_HOME": str(tmp_home)})
-    assert shown.returncode == 0, shown.stderr
-    assert copied in shown.stdout and "8982030" in shown.stdout
-    page = render_html(read)
-    assert f"<h3>{copied.capitalize()}</h3>" in page and "answer read" in page
-    assert "not copied, so code went on</h3>" in render_html(guessed)
-    assert "answer read" not in render_html(guessed)
-
-
-# -- the commands -------------------------------------------------------------------------------
 
 
 def test_runs_list_table_and_json(recorded: Recorded) -> None:

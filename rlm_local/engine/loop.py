@@ -16,14 +16,17 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
+from rlm_local.engine import checks, prompts
 from rlm_local.engine import labels as labeling
-from rlm_local.engine import prompts
 from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
+from rlm_local.sandbox.helpers import chunks
 
 Listener = Callable[[dict[str, Any]], None]
 RESAMPLE_TEMPERATURES = (0.7, 1.0, 1.3)  # tried in turn until the code is new
 STUCK_LIMIT = 2  # turns that only repeated old code before the model must answer
+MAX_SENT_BACK = 1  # FINAL answers sent back by checks.review in one run (each costs a turn)
+CODE_END = prompts.CODE_STOP
 Mode = Literal["auto", "rlm", "direct"]
 
 
@@ -38,7 +41,6 @@ class RunOptions:
     max_depth: int = 1  # levels of rlm_query below the top run; at the limit it is llm_query
     root_max_tokens: int = 384
     sub_max_tokens: int = 256
-    read_max_tokens: int = 64  # the root model reading the first step's output: a short fact
     vote_labels: bool = True  # classify labels each text in up to 3 batches (labels.vote)
     root_grammar: bool = False  # root turns under prompts.ROOT_GRAMMAR
     output_chars: int = 2000  # a cell's printed output shown to the root model
@@ -96,28 +98,6 @@ class _SubRequest:
     max_tokens: int
     grammar: str | None = None
     labelling: bool = False  # classify's batches go to the labeller model
-
-
-@dataclass(frozen=True)
-class _FirstStep:
-    """Code the engine runs before the first turn, and how its output is introduced."""
-
-    code: str
-    labelling: bool = False  # the labelling of records, rather than a search
-    named_rows: str | None = None  # in words: the rows the question names, counted apart
-    label: str | None = None  # the label the question names, if it names one (labelling)
-    pairs: labeling.PairRequest | None = None  # the field values grouped by labels (labelling)
-
-    def readable(self, question: str, output: str) -> bool:
-        """Whether a search found a piece that may hold a one-fact answer, to be read as text."""
-        return (
-            not self.labelling and prompts.is_lookup(question) and not prompts.found_nothing(output)
-        )
-
-    def introduce(self, output: str) -> str:
-        if self.labelling:
-            return prompts.labelling_done(output, self.named_rows, self.label, self.pairs)
-        return prompts.search_done(self.code, output)
 
 
 class _Run:
@@ -187,14 +167,14 @@ class Engine:
                 "type": "run_start",
                 "question": question,
                 "mode": mode,
-                "context": prompts.describe_context(context, labeling.context_record_keys(context)),
+                "context": prompts.describe_context(context),
                 "options": asdict(self.options),
             }
         )
         if mode == "direct":
             answer = self._direct(question, context, run)
         else:
-            answer = prompts.as_yes_no(question, self._rlm(question, context, depth=0, run=run))
+            answer = self._rlm(question, context, depth=0, run=run)
         result = RunResult(
             answer=answer,
             status="answered" if answer is not None else "no_answer",
@@ -244,193 +224,8 @@ class Engine:
     ) -> str | None:
         opts = self.options
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
-        bridge = self._bridge(question, depth, run)
-        record_keys = labeling.context_record_keys(context)
-        description = prompts.describe_context(context, record_keys)
-        seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
-        pushed_back = False  # a FINAL that gave nothing was sent back (once a run)
-        stuck_turns = 0  # turns whose code, after resampling, had already run
-        last_final: str | None = None  # a pushed-back answer, kept if nothing better comes
-        values_seen = False  # has the model seen printed output of code it wrote yet?
-        with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
-            searched = ""
-            first_step = self._first_step(question, context, record_keys)
-            if first_step is not None:
-                # Run the obvious first step before the first turn: the model reads its output
-                # instead of guessing (and then anchoring on its guess: `sort=None` kept after
-                # `sort=-1` was shown; labels "found" in visible fields), and a found needle
-                # costs no turn.
-                code = first_step.code
-                run.emit({"type": "first_step", "depth": depth, "turn": 0, "code": code})
-                result = self._execute(sandbox, code, depth, 0, run)
-                seen_code[code] = result.error
-                if result.error is None and result.output.strip():
-                    if first_step.readable(question, result.output):
-                        answer = self._read(question, result.output, depth, run)
-                        if answer is not None:
-                            return answer
-                    searched = first_step.introduce(result.output)
-            # The records example (classify every line, print the counts) is what the first
-            # step ran: shown after it, the 1.5B model ran it again (and looped on it) instead
-            # of reading the counts.
-            labelled = first_step is not None and first_step.labelling
-            records_example = bool(record_keys) and not labelled
-            messages = [
-                {"role": "system", "content": prompts.root_system(records=records_example)},
-                {"role": "user", "content": prompts.first_turn(question, description, searched)},
-            ]
-            for turn in range(1, opts.max_turns + 1):
-                reason = self._last_turn_reason(turn, run)
-                if stuck_turns >= STUCK_LIMIT and not reason:
-                    reason = "You keep writing code that already ran."
-                if reason:
-                    messages[-1]["content"] += "\n\n" + prompts.last_turn(question, reason)
-                try:
-                    call = self._root_turn(messages)
-                except ContextOverflowError:
-                    # The conversation outgrew the window: keep the task and the latest exchange,
-                    # and ask for the answer. The prefix cache is lost, the run is not.
-                    reason = "The conversation is too long to go on."
-                    messages = messages[:2] + messages[-2:]
-                    messages[-1] = {
-                        "role": "user",
-                        "content": messages[-1]["content"][-4000:]
-                        + "\n\n"
-                        + prompts.last_turn(question, reason),
-                    }
-                    run.emit({"type": "compacted", "depth": depth, "turn": turn})
-                    call = self._root_turn(messages)
-                run.count(call)
-                run.stats.turns += 1
-                code = prompts.extract_code(call.completion.text)
-                for temperature in RESAMPLE_TEMPERATURES:
-                    if code not in seen_code:
-                        break
-                    # Greedy decoding of a small model loops on the same cell; seeded (so still
-                    # cacheable) samples at rising temperatures break most loops.
-                    run.emit(self._turn_event(depth, turn, call, code=code, resampled=True))
-                    call = self._root_turn(messages, temperature=temperature, seed=turn)
-                    run.count(call)
-                    code = prompts.extract_code(call.completion.text)
-                stuck_turns += code in seen_code
-                event = self._turn_event(depth, turn, call, code=code)
-                run.emit(event)
-                messages.append(
-                    {
-                        "role": "assistant",
-                        "content": prompts.CODE_PREFIX + code + "\n" + prompts.CODE_STOP,
-                    }
-                )
-                if not code.strip():
-                    feedback = prompts.error_turn("your reply had no code.", "")
-                elif code in seen_code:
-                    failed_with = seen_code[code]
-                    feedback = (
-                        prompts.repeat_error_turn(failed_with)
-                        if failed_with
-                        else prompts.repeat_turn(question)
-                    )
-                else:
-                    calls_before = run.stats.sub_calls
-                    result = self._execute(sandbox, code, depth, turn, run)
-                    seen_code[code] = result.error
-                    unseen = not values_seen and run.stats.sub_calls == calls_before
-                    values_seen = values_seen or bool(result.output.strip())
-                    if result.final is not None:
-                        # Code alone computed 0 (or nothing) before the model saw any value: a
-                        # 1.5B model's first filters and regexes often match nothing, and it
-                        # never sees the empty list. Like a "not found", sent back once.
-                        unseen_empty = (
-                            unseen
-                            and prompts.is_empty_result(result.final)
-                            and prompts.computes(code)
-                        )
-                        gave_up = prompts.is_non_answer(result.final)
-                        echoed = prompts.echoes_question(result.final, question)
-                        # An answer typed in next to a print() was written before the output
-                        # existed: the 1.5B model named the first row's label beside counts
-                        # that said otherwise.
-                        unread = bool(result.output.strip()) and prompts.final_is_literal(code)
-                        # The first step grouped the pairs; typed in instead, they were the
-                        # ids of the rows in view (4 of 5 OOLONG-Pairs-style tasks at f517239).
-                        typed_pairs = (
-                            first_step is not None
-                            and first_step.pairs is not None
-                            and prompts.final_typed_in(code)
-                        )
-                        sent_back = unseen_empty or gave_up or echoed or unread or typed_pairs
-                        if pushed_back or reason or not sent_back:
-                            return result.final
-                        pushed_back = True
-                        last_final = result.final
-                        if unseen_empty:
-                            feedback = prompts.unseen_final_turn(
-                                question, result.final, result.output, result.values or ""
-                            )
-                        elif echoed:
-                            feedback = prompts.echo_turn(question, result.final)
-                        elif typed_pairs:
-                            # `pairs = [...]` typed over the computed ones: computed again.
-                            self._execute(sandbox, prompts.PAIRS_CODE, depth, turn, run)
-                            feedback = prompts.typed_pairs_turn(question, result.final)
-                        elif gave_up:
-                            feedback = prompts.non_answer_turn(question, result.final)
-                        else:
-                            feedback = prompts.unread_output_turn(
-                                question, result.final, result.output
-                            )
-                        messages.append({"role": "user", "content": feedback})
-                        continue
-                    if result.error:
-                        feedback = prompts.error_turn(result.error, result.output)
-                    else:
-                        feedback = prompts.output_turn(question, result.output)
-                if reason:
-                    break
-                messages.append({"role": "user", "content": feedback})
-        return last_final
-
-    @staticmethod
-    def _first_step(
-        question: str, context: str | dict[str, str], record_keys: list[str]
-    ) -> _FirstStep | None:
-        """The step a question obviously starts with, if any.
-
-        Counting records by labels the question lists starts with labelling every line (the
-        1.5B model instead filtered visible fields for the label and answered 0), and counting
-        apart the rows the question names by a field's value; anything else with a searchable
-        name starts by looking the name up.
-        """
-        labels = labeling.question_labels(question)
-        if record_keys and labels and isinstance(context, str):
-            named = labeling.question_rows(question, context, record_keys)
-            pairs = labeling.question_pairs(question, labels, record_keys)
-            code = prompts.labelling_cell(labels, record_keys[-1], named, pairs)
-            label = labeling.question_label(question, labels)
-            return _FirstStep(code, True, named and named.description, label, pairs)
-        search = prompts.search_cell(question, context)
-        return _FirstStep(search) if search is not None else None
-
-    def _read(self, question: str, output: str, depth: int, run: _Run) -> str | None:
-        """The root model reads the first step's output as text; its answer counts when it is
-        copied from that output. Reading beats writing code about it for a 1.5B model (see
-        prompts.READ_SYSTEM), and a found fact costs one short call instead of a turn."""
-        try:
-            call = cached_chat(
-                self.root,
-                self.cache,
-                prompts.read_messages(question, output),
-                max_tokens=self.options.read_max_tokens,
-            )
-        except ContextOverflowError:  # an output_chars larger than the window: code goes on
-            return None
-        run.count(call)
-        run.stats.turns += 1
-        answer = prompts.grounded_answer(call.completion.text, output)
-        event = self._turn_event(depth, 0, call)
-        event.update(type="read", accepted=answer is not None)
-        run.emit(event)
-        return answer
+        with Sandbox(context, bridge=self._bridge(question, depth, run), limits=limits) as box:
+            return _Session(self, question, depth, run, box).play(prompts.describe_context(context))
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
@@ -497,18 +292,18 @@ class Engine:
             return [by_prompt[str(p)] for p in prompts_]
 
         def classify(items: Any, labels: Any, instruction: Any = None) -> list[str | None]:
-            request = labeling.check_request(items, labels, instruction)
-            rejoined = labeling.rejoin_labels(request.labels, question)
-            if rejoined != request.labels:
-                # "one of: description and abstract concept, entity": code that split the list
-                # on "and" would count two labels that do not exist.
-                joined = [label for label in rejoined if label not in request.labels]
-                run.notices.append(
-                    f"(classify: the question lists {', '.join(map(repr, joined))} as one label, "
-                    "so it was used as one.)"
-                )
-                request = replace(request, labels=rejoined)
-            return self._classify(request, depth, run)
+            return self._classify(labeling.check_request(items, labels, instruction), depth, run)
+
+        def ask_each(question_: Any, pieces: Any) -> list[str]:
+            if isinstance(pieces, str) or not isinstance(pieces, list | tuple):
+                raise TypeError("ask_each(question, pieces): pieces must be a list of str")
+            # A piece too long for the sub-model is read in parts; their answers are joined.
+            parts = [chunks(str(piece), prompts.MAX_PIECE_CHARS) or [""] for piece in pieces]
+            asked = [
+                prompts.piece_prompt(part, str(question_)) for group in parts for part in group
+            ]
+            answers = iter(llm_query_batched(asked))
+            return [" | ".join(next(answers) for _ in group) for group in parts]
 
         def rlm_query(question: Any, piece: Any) -> str:
             if depth + 1 > self.options.max_depth:
@@ -523,26 +318,13 @@ class Engine:
             "llm_query_batched": llm_query_batched,
             "classify": classify,
             "rlm_query": rlm_query,
+            "ask_each": ask_each,
         }
 
     def _query(self, prompt: str) -> _SubRequest:
         return _SubRequest(prompts.sub_messages(prompt), self.options.sub_max_tokens)
 
     def _classify(self, request: labeling.LabelRequest, depth: int, run: _Run) -> list[str | None]:
-        field = labeling.record_field(request.items)
-        if field is not None:
-            # Whole records ("Date: … || User: … || Text: …") are each different, so every line
-            # would cost a share of a call; their label is decided by the free-text field, which
-            # repeats. Label that, once per different text, and say so in the cell's output.
-            narrowed = replace(
-                request, items=[labeling.field_text(item, field) for item in request.items]
-            )
-            run.notices.append(
-                f"(classify: the items are records, so the text after {field!r} of each was "
-                f"labelled: {len(narrowed.distinct)} different texts in {len(request.items)} "
-                "records.)"
-            )
-            return self._classify(narrowed, depth, run)
         scheme = (tuple(request.labels), request.instruction)
         known = run.labels.setdefault(scheme, {})  # a cell re-run after an error costs nothing
         todo = [text for text in request.distinct if text not in known]
@@ -688,3 +470,123 @@ class Engine:
         else:
             event["text"] = call.completion.text
         return event
+
+
+class _Session:
+    """One RLM run at one depth: the root conversation and what the model has tried so far."""
+
+    def __init__(self, engine: Engine, question: str, depth: int, run: _Run, box: Sandbox) -> None:
+        self.engine, self.question, self.depth, self.run, self.box = (
+            engine,
+            question,
+            depth,
+            run,
+            box,
+        )
+        self.messages: list[dict[str, str]] = []
+        self.seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
+        self.stuck_turns = 0  # turns whose code, after resampling, had already run
+        self.sent_back = 0  # FINAL answers sent back by checks.review
+        self.last_final: str | None = None  # a sent-back answer, kept if nothing better comes
+        self.values_seen = False  # has the model read printed output of its own code yet?
+        self.shown: list[str] = []  # the outputs the model was shown, for checks.review
+
+    def play(self, description: str) -> str | None:
+        """The turn cycle: the root model writes a cell, the sandbox runs it, and the output (or
+        the reason an answer was sent back) is the next message, until an answer is accepted."""
+        self.messages = [
+            {"role": "system", "content": prompts.root_system()},
+            {"role": "user", "content": prompts.first_turn(self.question, description)},
+        ]
+        for turn in range(1, self.engine.options.max_turns + 1):
+            reason = self._last_turn_reason(turn)
+            if reason:
+                self.messages[-1]["content"] += "\n\n" + prompts.last_turn(self.question, reason)
+            code = self._next_code(turn)
+            self.messages.append(
+                {"role": "assistant", "content": prompts.CODE_PREFIX + code + "\n" + CODE_END}
+            )
+            answer, feedback = self._step(code, turn, last=bool(reason))
+            if answer is not None:
+                return answer
+            if reason:
+                break
+            self.messages.append({"role": "user", "content": feedback})
+        return self.last_final
+
+    def _last_turn_reason(self, turn: int) -> str | None:
+        reason = self.engine._last_turn_reason(turn, self.run)
+        if not reason and self.stuck_turns >= STUCK_LIMIT:
+            reason = "You keep writing code that already ran."
+        return reason
+
+    def _root_call(
+        self, turn: int, temperature: float = 0.0, seed: int | None = None
+    ) -> CachedCompletion:
+        try:
+            call = self.engine._root_turn(self.messages, temperature, seed)
+        except ContextOverflowError:
+            # The conversation outgrew the window: keep the task and the latest exchange, and
+            # ask for the answer. The prefix cache is lost, the run is not.
+            latest = self.messages[-1]["content"][-4000:]
+            reason = prompts.last_turn(self.question, "The conversation is too long to go on.")
+            latest_turn = {"role": "user", "content": f"{latest}\n\n{reason}"}
+            self.messages = [*self.messages[:2], *self.messages[-2:-1], latest_turn]
+            self.run.emit({"type": "compacted", "depth": self.depth, "turn": turn})
+            call = self.engine._root_turn(self.messages, temperature, seed)
+        self.run.count(call)
+        self.run.stats.turns += 1
+        return call
+
+    def _next_code(self, turn: int) -> str:
+        """The root model's next cell; code that already ran is resampled at rising temperatures
+        (seeded, so still cacheable): greedy decoding of a small model loops on one cell."""
+        call = self._root_call(turn)
+        code = prompts.extract_code(call.completion.text)
+        for temperature in RESAMPLE_TEMPERATURES:
+            if code not in self.seen_code:
+                break
+            self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
+            call = self._root_call(turn, temperature, seed=turn)
+            self.run.stats.turns -= 1  # a resample is the same turn
+            code = prompts.extract_code(call.completion.text)
+        self.stuck_turns += code in self.seen_code
+        self.run.emit(Engine._turn_event(self.depth, turn, call, code=code))
+        return code
+
+    def _step(self, code: str, turn: int, last: bool) -> tuple[str | None, str]:
+        """Run one cell: (the accepted answer, or None and the message that goes back)."""
+        if not code.strip():
+            return None, prompts.error_turn("your reply had no code.", "")
+        if code in self.seen_code:
+            failed_with = self.seen_code[code]
+            if failed_with:
+                return None, prompts.repeat_error_turn(failed_with)
+            return None, prompts.repeat_turn(self.question)
+        calls_before = self.run.stats.sub_calls
+        result = self.engine._execute(self.box, code, self.depth, turn, self.run)
+        self.seen_code[code] = result.error
+        seen = self.values_seen or self.run.stats.sub_calls != calls_before
+        self.values_seen = self.values_seen or bool(result.output.strip())
+        self.shown.append(result.output)
+        if result.final is None:
+            if result.error:
+                return None, prompts.error_turn(result.error, result.output)
+            return None, prompts.output_turn(self.question, result.output)
+        return self._judge(code, result, seen, last)
+
+    def _judge(
+        self, code: str, result: CellResult, seen: bool, last: bool
+    ) -> tuple[str | None, str]:
+        """Accept a FINAL, or send it back once with what is wrong (checks.review)."""
+        answer = result.final or ""
+        if last or self.sent_back >= MAX_SENT_BACK:
+            return answer, ""
+        shown = "\n".join(self.shown)
+        message = checks.review(checks.FinalCell(answer, self.question, code, result, seen, shown))
+        if message is None:
+            return answer, ""
+        self.sent_back += 1
+        self.last_final = answer
+        self.run.emit({"type": "sent_back", "depth": self.depth, "answer": answer, "why": message})
+        return None, message

@@ -1,0 +1,206 @@
+"""Checks on a FINAL answer, in one place: what makes an answer worth sending back once.
+
+Each check looks at the answer, the cell that gave it and what the model had seen — never at how
+the question is worded — and, when it fails, says in one message what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from rlm_local.sandbox import CellResult
+
+GREP_CAP = 50  # grep's default max_hits: a len() of its result equal to this is no count
+COPIED_WORDS = 40  # a FINAL this long that stands verbatim in the printed output was copied
+
+NON_ANSWER = re.compile(
+    r"^\W*(the answer is )?(none|null|unknown|n/?a|\[\]|\{\})\W*$"
+    r"|\b(no|zero) (exact )?(hits?|match(es)?|results?|answers?|information)\b"
+    r"|\bnot (found|mentioned|available)\b|\bcould not (find|determine)\b"
+    r"|\bno\b[\w\s-]{0,40}\bfound\b",
+    re.IGNORECASE,
+)
+_EMPTY_RESULTS = frozenset(["", "0", "0.0", "None", "[]", "{}", "()", "set()", "''"])
+
+
+@dataclass(frozen=True)
+class FinalCell:
+    """What a check may look at: the answer, the cell that gave it, and the run so far."""
+
+    answer: str
+    question: str
+    code: str
+    result: CellResult
+    seen_values: bool  # had the model read printed output of its own code before this cell?
+    shown: str = ""  # every output the model was shown in this run, this cell's included
+
+
+def review(cell: FinalCell) -> str | None:
+    """The message that sends the answer back, or None to accept it."""
+    for check in (
+        _gave_up,
+        _echoed,
+        _raised,
+        _capped_count,
+        _unseen_empty,
+        _unread,
+        _copied,
+    ):
+        message = check(cell)
+        if message is not None:
+            return f"{message}\nQuestion: {cell.question}"
+    return None
+
+
+def is_non_answer(answer: str) -> bool:
+    """An answer that only says nothing was found."""
+    return bool(NON_ANSWER.search(answer.strip()[:200])) or not answer.strip()
+
+
+def _gave_up(cell: FinalCell) -> str | None:
+    if not is_non_answer(cell.answer):
+        return None
+    return (
+        f"FINAL({_short(cell.answer)}) does not answer the question yet. Search another way: "
+        "search() with other words, find_lines() with a looser pattern, or read sections()."
+    )
+
+
+def _echoed(cell: FinalCell) -> str | None:
+    said = " ".join(cell.answer.lower().split())
+    if len(said) < 30 or said[:80] not in " ".join(cell.question.lower().split()):
+        return None
+    return (
+        f"FINAL({_short(cell.answer)}...) only repeats the question; it is not an answer. Call "
+        "FINAL with the answer itself, computed from the values you printed."
+    )
+
+
+def _raised(cell: FinalCell) -> str | None:
+    if cell.result.error is None:
+        return None
+    return (
+        f"Your cell called FINAL({_short(cell.answer)}) but also raised an error: "
+        f"{cell.result.error.splitlines()[-1][:200]}\nThe answer may come from half-run code. "
+        "Fix the code, print the result, then call FINAL."
+    )
+
+
+def _capped_count(cell: FinalCell) -> str | None:
+    if not cell.answer.strip().isdigit() or not counts_grep(cell.code):
+        return None
+    return (
+        f"len(grep(...)) is not a count: grep returns at most {GREP_CAP} snippets and merges "
+        "matches that are close together. Count matching lines with len(find_lines(pattern)), "
+        "which has every match."
+    )
+
+
+def _is_grep_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "grep"
+
+
+def counts_grep(code: str) -> bool:
+    """Whether the cell takes len() of grep's snippets (directly, or of a name set from grep)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    from_grep = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(_is_grep_call(n) for n in ast.walk(node.value))
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "len"
+        and node.args
+        and (
+            any(_is_grep_call(n) for n in ast.walk(node.args[0]))
+            or (isinstance(node.args[0], ast.Name) and node.args[0].id in from_grep)
+        )
+        for node in ast.walk(tree)
+    )
+
+
+def _unseen_empty(cell: FinalCell) -> str | None:
+    """0 or nothing, computed before the model saw any value: a first filter or regex of a
+    1.5B model often matches nothing, and it never sees the empty list."""
+    if cell.seen_values or cell.answer.strip() not in _EMPTY_RESULTS or not computes(cell.code):
+        return None
+    printed = f"Output:\n{cell.result.output.rstrip()}\n" if cell.result.output.strip() else ""
+    values = f"Its values:\n{cell.result.values}\n" if cell.result.values else ""
+    return (
+        f"Your code called FINAL({_short(cell.answer)}) before you saw what it computed.\n"
+        f"{printed}{values}An empty list or a 0 usually means a pattern matched nothing: print a "
+        "few matching lines (find_lines) and fix the pattern. If it is right, call FINAL again."
+    )
+
+
+def _unread(cell: FinalCell) -> str | None:
+    """An answer typed in next to a print(): written before the output existed."""
+    if not cell.result.output.strip() or not final_is_literal(cell.code):
+        return None
+    return (
+        f"Your code printed this and called FINAL({_short(cell.answer)}) in the same cell, before "
+        f"you read it:\n{cell.result.output.rstrip()[:1500]}\n\nRead it. If it answers the "
+        "question, call FINAL with the answer taken from it; if not, write code for the next step."
+    )
+
+
+def _copied(cell: FinalCell) -> str | None:
+    """A long passage copied out of the printed output, instead of the answer it holds."""
+    said = " ".join(cell.answer.split())
+    if len(said.split()) < COPIED_WORDS or said[:200] not in " ".join(cell.shown.split()):
+        return None
+    return (
+        "Your FINAL copies a long passage of the output. Answer the question itself, briefly: "
+        "the name, number or list it asks for."
+    )
+
+
+def _short(answer: str) -> str:
+    return repr(answer[:80])
+
+
+def _final_arguments(tree: ast.AST) -> list[ast.expr]:
+    return [
+        node.args[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "FINAL"
+        and len(node.args) == 1
+    ]
+
+
+def final_is_literal(code: str) -> bool:
+    """Whether the cell calls FINAL with a literal ("location", 42): typed in, not computed."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(isinstance(arg, ast.Constant) for arg in _final_arguments(tree))
+
+
+def computes(code: str) -> bool:
+    """Whether the cell computes its values (calls, comprehensions) rather than only typing them
+    in (`lo = 0; FINAL(lo)` after reading `lo=0`): only a computed 0 can be a filter's miss."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return True
+    typed = {"FINAL", "FINAL_VAR", "Final", "print"}
+    return any(
+        isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp)
+        or (
+            isinstance(node, ast.Call)
+            and not (isinstance(node.func, ast.Name) and node.func.id in typed)
+        )
+        for node in ast.walk(tree)
+    )

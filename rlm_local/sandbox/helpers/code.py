@@ -1,0 +1,77 @@
+"""source(name): the code of a function or class, headed by its file and line."""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+
+from rlm_local.sandbox.helpers.base import Context, check_int, sources
+
+_KEYWORDS = frozenset({"def", "class", "async", "function", "method"})
+
+
+def _defaults_note(lines: list[str]) -> str:
+    """A comment line listing a def's parameter defaults, spaced out: `sort=-1` and
+    `mode='exec'` are single tokens to Qwen's tokenizer (`=-`, `='`), and the 1.5B model read
+    them back as 0 and exec; `sort = -1` it reads right."""
+    for end in range(1, min(len(lines), 12) + 1):
+        head = textwrap.dedent("\n".join(lines[:end]))
+        try:
+            node = ast.parse(head + "\n    pass").body[0]
+        except SyntaxError:
+            continue
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            return ""
+        args = node.args
+        positional = args.posonlyargs + args.args
+        with_default = positional[len(positional) - len(args.defaults) :]
+        pairs = list(zip(with_default, args.defaults, strict=True))
+        keyword = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+        pairs += [(arg, default) for arg, default in keyword if default is not None]
+        shown = ", ".join(f"{arg.arg} = {ast.unparse(default)}" for arg, default in pairs)
+        return f"# defaults: {shown}\n" if shown else ""
+    return ""
+
+
+def source(
+    name: str, text: Context | list[str] | None, max_lines: int = 60, max_defs: int = 5
+) -> str:
+    """The code of each function or class called `name`, headed by its path and line number.
+
+    "search, then read around the hit" in one call for code: a grep window cuts long signatures,
+    and small models then parse snippets with regexes and print the wrong group.
+    """
+    if not isinstance(name, str):
+        raise TypeError("source: name must be a str, e.g. source('parse_config')")
+    max_lines = check_int("max_lines", max_lines, 1)
+    words = [w for w in re.findall(r"[A-Za-z_]\w*", name) if w not in _KEYWORDS]
+    if not words:
+        raise ValueError("source: name must be a function or class name, e.g. 'parse_config'")
+    wanted = words[-1]  # "Config.parse" or "def parse(" -> "parse"
+    regex = re.compile(rf"^([ \t]*)(?:async[ \t]+def|def|class)[ \t]+{re.escape(wanted)}\b", re.M)
+    found: list[tuple[int, str]] = []  # (indent, code): top-level definitions come first
+    for prefix, body in sources(text, "source"):
+        for match in regex.finditer(body):
+            line_no = body.count("\n", 0, match.start()) + 1
+            lines = body[match.start() :].split("\n", max_lines + 1)[: max_lines + 1]
+            indent = len(match.group(1).expandtabs())
+            kept = [lines[0]]
+            for line in lines[1:]:
+                stripped = line.strip()
+                if (
+                    stripped
+                    and len(line) - len(line.lstrip()) <= indent
+                    and not (stripped.startswith((")", "]", "}")))
+                ):
+                    break
+                kept.append(line)
+            more = "\n    ..." if len(kept) > max_lines else ""
+            where = f"{prefix.rstrip(': ')} line {line_no}".strip()
+            code = "\n".join(kept[:max_lines]).rstrip()
+            defaults = _defaults_note(kept)
+            found.append((indent, f"# {where}\n{defaults}{code}{more}"))
+    if not found:
+        return f"(no def or class named {wanted!r}; try grep({wanted!r}))"
+    found.sort(key=lambda item: item[0])  # stable: file order within a level
+    return "\n\n".join(code for _, code in found[:max_defs])

@@ -1,0 +1,100 @@
+"""find_lines(pattern): every matching line, numbered, with the true total.
+
+Counting with grep's capped snippet list gave 50 where the truth was in the hundreds; a list of
+whole lines whose len() is the count, and whose items are still strings, makes counting and
+pulling values out with a regex one obvious step.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rlm_local.sandbox.helpers.base import Context, check_int, sources
+
+SHOWN_LINES = 20  # lines a printed result shows; len() and iteration see them all
+SHOWN_CHARS = 200  # a longer line is shown cut
+
+EXAMPLE = """\
+Example, to count lines or a value in them (a log, a table), with a pattern that fits the lines:
+```python
+hits = find_lines(r"\\bWARN\\b")
+print(len(hits))  # the true count
+print(hits[:3])
+per_host = Counter(re.search(r"host=(\\S+)", line).group(1) for line in hits)
+print(per_host.most_common(3))
+```"""
+
+
+class Line(str):
+    """One line of the input: a str (so regexes and str methods work on it) that knows where it
+    stands: `.number` (1-based, in its file) and `.path` (the file, for a dict context)."""
+
+    number: int
+    path: str
+
+    def __new__(cls, text: str, number: int, path: str = "") -> Line:
+        line = super().__new__(cls, text)
+        line.number = number
+        line.path = path
+        return line
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.number}" if self.path else f"line {self.number}"
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+
+class Lines(list[Line]):
+    """find_lines' result: every match; printed, a count and the first lines with their numbers."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "(0 matching lines)"
+        shown = [f"  {line.where}: {_cut(line)}" for line in self[:SHOWN_LINES]]
+        more = f"\n  ... {len(self) - SHOWN_LINES} more" if len(self) > SHOWN_LINES else ""
+        return f"({len(self)} matching lines)\n" + "\n".join(shown) + more
+
+    __str__ = __repr__
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return Lines(item) if isinstance(index, slice) else item
+
+
+def _cut(line: str) -> str:
+    text = line.rstrip("\r")
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + " ..."
+
+
+def find_lines(
+    pattern: str, text: Context | list[str] | None, ignore_case: bool = True, limit: int = 0
+) -> Lines:
+    """Every line matching the regex `pattern` (an invalid regex is searched literally); `limit`
+    > 0 keeps only the first `limit`. "" or "." matches every non-empty line."""
+    if not isinstance(pattern, str):
+        raise TypeError("find_lines: pattern must be a str, e.g. find_lines(r'ERROR')")
+    limit = check_int("limit", limit, 0)
+    flags = re.IGNORECASE if ignore_case else 0
+    try:
+        regex = re.compile(pattern, flags)
+    except re.error:
+        regex = re.compile(re.escape(pattern), flags)
+    found = Lines()
+    for prefix, body in sources(text, "find_lines"):
+        path = prefix.rstrip(": ")
+        for number, line in enumerate(body.split("\n"), 1):
+            if line.strip() and regex.search(line):
+                found.append(Line(line.rstrip("\r"), number, path))
+                if limit and len(found) >= limit:
+                    return found
+    return found
+
+
+def numbered(text: str, first: int, last: int, path: str = "") -> Lines:
+    """Lines `first`..`last` (1-based, inclusive) of `text`, as Line objects."""
+    rows = text.split("\n")[max(0, first - 1) : last]
+    return Lines(Line(row.rstrip("\r"), first + i, path) for i, row in enumerate(rows))

@@ -1,0 +1,169 @@
+"""search(query, k): the pieces of the input most relevant to a query, ranked by BM25.
+
+A model that greps for one word picked from the question finds nothing or noise; ranking
+pieces by all the query's words (rare words weigh most) finds the passage a fact is in without
+guessing the exact wording. BM25 (Robertson and Zaragoza) in a few lines: no index to build
+beyond word counts, fast enough for a few MB per call.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any
+
+from rlm_local.sandbox.helpers.base import Context, check_int, sources
+from rlm_local.sandbox.helpers.sections import Section, Sections
+
+PIECE_LINES = 12  # a piece is a window of lines (overlapping by half), cut at MAX_PIECE_CHARS
+MAX_PIECE_CHARS = 1200
+K1, B = 1.2, 0.75
+_TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)*")
+_STOP = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    }
+)
+
+EXAMPLE = """\
+Example, to find a fact (who, which, where, a value) by meaning, not exact words:
+```python
+hits = search("who presented the caching proposal", k=3)
+print(hits)
+```"""
+
+
+class Hits(Sections):
+    """search's result: the pieces, best first; printed with where each is and its text."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "(no piece shares a word with the query)"
+        return "\n".join(f"--- {hit.where}\n{_shown(hit)}" for hit in self)
+
+    __str__ = __repr__
+
+
+def _shown(piece: str, limit: int = 600) -> str:
+    return piece if len(piece) <= limit else piece[:limit] + " ..."
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words and numbers; snake_case and camelCase names also give their parts."""
+    found = []
+    for token in _TOKEN.findall(text):
+        found.append(token.lower())
+        parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token)
+        if len(parts) > 1:
+            found.extend(part.lower() for part in parts)
+    return found
+
+
+def pieces(text: Any) -> list[Section]:
+    """Windows of up to PIECE_LINES lines and MAX_PIECE_CHARS, overlapping by half, per file; a
+    line longer than MAX_PIECE_CHARS is cut into pieces of its own."""
+    found: list[Section] = []
+    for prefix, body in sources(text, "search"):
+        path = prefix.rstrip(": ")
+        window: list[tuple[int, str]] = []  # (line number, text)
+        size = fresh = 0  # fresh: lines not yet in an emitted piece
+        for number, row in enumerate(body.split("\n"), 1):
+            if len(row) > MAX_PIECE_CHARS:
+                for start in range(0, len(row), MAX_PIECE_CHARS):
+                    found.append(Section(row[start : start + MAX_PIECE_CHARS], "", number, path))
+                continue
+            window.append((number, row))
+            size += len(row) + 1
+            fresh += 1
+            if len(window) >= PIECE_LINES or size >= MAX_PIECE_CHARS:
+                _emit(window, path, found)
+                window = window[len(window) // 2 :]
+                size, fresh = sum(len(r) + 1 for _, r in window), 0
+        if fresh:
+            _emit(window, path, found)
+    return found
+
+
+def _emit(window: list[tuple[int, str]], path: str, found: list[Section]) -> None:
+    kept = [(n, r) for n, r in window if r.strip()]
+    if kept:
+        text = "\n".join(r for _, r in window).strip("\n")
+        found.append(Section(text, "", kept[0][0], path))
+
+
+def rank(query: str, candidates: list[str], k: int) -> list[int]:
+    """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0)."""
+    terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
+    if not terms or not candidates:
+        return []
+    counts = [Counter(words(c)) for c in candidates]
+    lengths = [sum(c.values()) for c in counts]
+    average = sum(lengths) / len(lengths) or 1.0
+    n = len(candidates)
+    weights = {}
+    for term in terms:
+        having = sum(1 for c in counts if term in c)
+        weights[term] = math.log(1 + (n - having + 0.5) / (having + 0.5)) if having else 0.0
+    scores = []
+    for i, (count, length) in enumerate(zip(counts, lengths, strict=True)):
+        norm = K1 * (1 - B + B * length / average)
+        score = sum(
+            weights[t] * count[t] * (K1 + 1) / (count[t] + norm) for t in terms if t in count
+        )
+        if score > 0:
+            scores.append((score, -i))
+    return [-i for _, i in sorted(scores, reverse=True)[:k]]
+
+
+def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
+    """The `k` pieces (windows of lines) of `text` that best match the query's words."""
+    if not isinstance(query, str):
+        raise TypeError("search: query must be a str, e.g. search('budget decision')")
+    k = check_int("k", k, 1)
+    if isinstance(text, list) and all(isinstance(t, Section) for t in text):
+        candidates = list(text)  # search within pieces already found (sections, hits)
+    else:
+        candidates = pieces(text)
+    best = rank(query, candidates, k)
+    return Hits(candidates[i] for i in best)

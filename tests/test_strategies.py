@@ -1,0 +1,158 @@
+"""The strategy helpers (find_lines, sections, files, search) in the real sandbox worker."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
+from rlm_local.sandbox.helpers import files, find_lines, search, sections, tree
+
+LIMITS = SandboxLimits(wall_seconds=10, cpu_seconds=20, memory_mb=512, output_chars=4000)
+LEVELS = ("INFO", "WARN", "ERROR")
+LOG = "\r\n".join(
+    f"2015-07-{29 + i // 1000} 10:{i % 60:02d}:00,{i:03d} - {LEVELS[i % 7 % 3]}  "
+    f"[worker-{i % 5}] - request {i} from /10.0.0.{i % 4}:{4000 + i}"
+    for i in range(2000)
+)
+NOTES = """# Meeting, 22 March
+
+## Budget review
+Presenter: Alice Smith
+Some talk about money.
+
+### Conclusion
+The budget was approved.
+
+## Hiring plan
+Presenter: Bob Jones
+
+### Conclusion
+No decision; revisit next month.
+"""
+PEP = """PEP: 9999
+Title: A test proposal
+
+Abstract
+========
+
+We propose a thing.
+
+Rationale
+=========
+
+Because of reasons.
+"""
+
+
+def ok(result: CellResult) -> str:
+    assert result.error is None, result.error
+    return result.output
+
+
+@pytest.fixture
+def log_box() -> Iterator[Sandbox]:
+    with Sandbox(LOG, limits=LIMITS) as box:
+        yield box
+
+
+def test_find_lines_counts_every_match_where_grep_stops_at_fifty(log_box: Sandbox) -> None:
+    expected = sum(1 for line in LOG.split("\r\n") if " - ERROR " in line)
+    assert expected > 500  # far past grep's cap
+    out = ok(log_box.run("print(len(find_lines(r' - ERROR ')), len(grep(r' - ERROR ')))"))
+    assert out == f"{expected} 50\n"
+    shown = ok(log_box.run("hits = find_lines('ERROR')\nprint(hits[:2])"))
+    assert shown.startswith("(2 matching lines)\n  line 3: 2015-07-29 10:02:00,002 - ERROR")
+    assert "\r" not in shown
+
+
+def test_lines_are_strings_that_know_their_number(log_box: Sandbox) -> None:
+    cell = (
+        "hits = find_lines('request 1234 ')\n"
+        "line = hits[0]\n"
+        "print(line.number, line.upper().startswith('2015'), re.search(r'/([\\d.]+):', line)[1])"
+    )
+    assert ok(log_box.run(cell)) == "1235 True 10.0.0.2\n"
+    counted = ok(
+        log_box.run(
+            "c = Counter(re.search(r'/([\\d.]+):', l).group(1) for l in find_lines('WARN'))\n"
+            "print(c.most_common(1))"
+        )
+    )
+    warn = [line for line in LOG.split("\r\n") if "WARN" in line]
+    ips = Counter(line.split("/")[1].split(":")[0] for line in warn).most_common(1)
+    assert counted == f"{ips}\n"
+
+
+def test_sections_follow_markdown_and_rest_headings() -> None:
+    parts = sections(NOTES)
+    assert [p.title for p in parts] == [
+        "Meeting, 22 March",
+        "Budget review",
+        "Budget review > Conclusion",
+        "Hiring plan",
+        "Hiring plan > Conclusion",
+    ]
+    assert parts[2].line == 7 and "approved" in parts[2]
+    rest = sections({"pep-9999.rst": PEP})
+    assert [(p.path, p.title, p.line) for p in rest] == [
+        ("pep-9999.rst", "", 1),
+        ("pep-9999.rst", "Abstract", 4),
+        ("pep-9999.rst", "Rationale", 9),
+    ]
+    blocks = sections("para one\nstill one\n\npara two\n")
+    assert [str(b) for b in blocks] == ["para one\nstill one\n\npara two"]  # joined while small
+
+
+def test_sections_print_as_a_table_of_contents() -> None:
+    with Sandbox(NOTES, limits=LIMITS) as box:
+        out = ok(box.run("print(sections())"))
+        assert out.splitlines()[0] == "(5 sections)"
+        assert "line 7 'Budget review > Conclusion'" in out and "approved" not in out
+        text = ok(box.run("print([s for s in sections() if 'Conclusion' in s.title][1])"))
+        assert "revisit next month" in text
+
+
+def test_files_match_globs_names_and_parts_of_paths() -> None:
+    context = {"pkg/__init__.py": "", "pkg/routing/map.py": "x", "utils.py": "y", "README": "z"}
+    assert files("*.py", context) == ["pkg/__init__.py", "pkg/routing/map.py", "utils.py"]
+    assert files("map.py", context) == ["pkg/routing/map.py"]
+    assert files("routing", context) == ["pkg/routing/map.py"]
+    assert files("*", context) == sorted(context)
+    assert files("*.py", "a str context") == []
+    assert tree(list(context)).splitlines() == [
+        "./: README, utils.py",
+        "pkg/: __init__.py",
+        "pkg/routing/: map.py",
+    ]
+
+
+def test_search_ranks_the_piece_holding_the_query_s_rare_words_first() -> None:
+    filler = "\n".join(f"Line {i} about the weather and the usual things." for i in range(3000))
+    text = filler[:40000] + "\nThe ZooKeeper server version is 3.4.5, built on 2012.\n" + filler
+    best = search("which zookeeper version does the server report", text, k=3)
+    assert "3.4.5" in best[0]
+    needle_line = text[: text.index("ZooKeeper")].count("\n") + 1
+    assert best[0].line <= needle_line < best[0].line + 12  # the window it stands in
+    long_line = "x " * 5000 + "the needle phrase lives here " + "y " * 5000  # one 20,000-char line
+    assert "needle" in search("needle phrase", long_line, k=1)[0]
+    code = {"a.py": "def parse_config(path):\n    return path\n", "b.py": "x = 1\n"}
+    hit = search("where is parse config defined", code, k=1)[0]
+    assert hit.path == "a.py" and hit.line == 1  # snake_case parts match plain words
+    assert search("", code) == [] and search("zzzz", code) == []
+
+
+def test_search_prints_where_each_piece_is() -> None:
+    with Sandbox({"notes/a.md": NOTES}, limits=LIMITS) as box:
+        out = ok(box.run("print(search('who presented hiring', k=1))"))
+        assert out.startswith("--- notes/a.md:") and "Bob Jones" in out
+
+
+def test_helpers_reject_wrong_arguments_with_how_to_call_them(log_box: Sandbox) -> None:
+    result = log_box.run("find_lines(3)")
+    assert result.error is not None and "find_lines(r'ERROR')" in result.error
+    result = log_box.run("search(['a'])")
+    assert result.error is not None and "search('budget decision')" in result.error
+    assert find_lines("[unclosed", "a [unclosed b\nnone") == ["a [unclosed b"]
