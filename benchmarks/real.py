@@ -57,7 +57,13 @@ class RealSuite:
     scorer: ModuleType = field(repr=False)
 
     def score(self, task: RealTask, answer: str | None) -> float:
-        return float(self.scorer.score_task(task.record, answer))
+        """The suite scorer's score; a scorer that fails on a task is the tasks file's fault."""
+        try:
+            return float(self.scorer.score_task(task.record, answer))
+        except Exception as exc:
+            raise SuiteError(
+                f"score.py cannot score task {task.id} ({type(exc).__name__}: {exc})."
+            ) from exc
 
 
 def resolve_tasks_path(given: str | None) -> Path:
@@ -137,8 +143,11 @@ def load_suite(given: str | None = None) -> RealSuite:
     unknown = sorted({str(t.record["scorer"]) for t in tasks} - known)
     if unknown:
         raise SuiteError(f"{path} names scorers its score.py lacks: {', '.join(unknown)}.")
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    return RealSuite(path, digest, tasks, scorer)
+    suite = RealSuite(path, hashlib.sha256(data).hexdigest()[:12], tasks, scorer)
+    for task in tasks:  # a malformed answer fails here, not hours into a run
+        gold = task.record["answer"]
+        suite.score(task, json.dumps(gold) if isinstance(gold, list) else str(gold))
+    return suite
 
 
 def _names(text: str | None) -> list[str]:

@@ -172,17 +172,21 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM, real_run: real.RealRun | None 
 def _run_real(
     rlm: RLM, real_run: real.RealRun, raw: Path, name: str, info: dict[str, Any], quiet: bool
 ) -> Path:
-    """The real suite's rows; on Ctrl-C the finished rows are kept and tabled, and it exits 130."""
+    """The real suite's rows; whatever stops it (Ctrl-C: exit 130), the finished rows are kept
+    and tabled."""
+    failure = None
     try:
         complete = real.run_suite(rlm, real_run, raw, info, quiet)
     except real.SuiteError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        complete, failure = False, f"error: {exc}"
     finally:
         rlm.close()
     table = raw.with_suffix(".md")
     if raw.exists():
         table.write_text(real.render_table(raw, name), encoding="utf-8")
     err.print(f"raw rows: {raw}\ntable: {table}")
+    if failure:
+        raise SystemExit(failure)
     if not complete:
         err.print("interrupted: finished rows are kept; rerun with --resume to skip them")
         raise SystemExit(130)

@@ -28,6 +28,8 @@ def score_task(task, prediction):
     if prediction is None or not str(prediction).strip():
         return 0.0
     text = str(prediction)
+    if text == "boom":
+        raise ValueError("a scorer bug")
     if task["scorer"] == "numeric":
         digits = "".join(c if c.isdigit() else " " for c in text).split()
         return 0.5 ** abs(int(digits[0]) - int(task["answer"])) if digits else 0.0
@@ -200,6 +202,21 @@ def test_a_failing_method_is_a_row_with_its_error(
     assert "| log-01 | logs | needle | 0.00 |" in table and "error: RuntimeError" in table
 
 
+def test_a_scorer_failing_mid_run_stops_it_with_the_rows_kept(
+    tmp_path: Path, tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = write_suite(tmp_path / "suite")
+    answers = {TASKS[0]["question"]: "4417263", TASKS[1]["question"]: "boom"}
+    monkeypatch.setitem(METHODS, "rlm", FakeMethod(answers))
+    with pytest.raises(SystemExit) as failed:
+        run_real(tasks, tmp_path / "out", tmp_home, "--methods", "rlm")
+    assert (
+        failed.value.code == "error: score.py cannot score task code-01 (ValueError: a scorer bug)."
+    )
+    assert [r["id"] for r in rows_of(tmp_path / "out" / "real.jsonl")] == ["log-01"]
+    assert "| log-01 | logs | needle | 1.00 |" in (tmp_path / "out" / "real.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [
@@ -209,6 +226,10 @@ def test_a_failing_method_is_a_row_with_its_error(
         (lambda s: (s / "tasks.jsonl").write_text('{"id": "x"}\n'), "lacks family, question"),
         (lambda s: shutil.rmtree(s / "data" / "src"), "Task code-01: the folder"),
         (lambda s: (s / "score.py").write_text("SCORERS = ()\n"), "has no score_task"),
+        (
+            lambda s: (s / "tasks.jsonl").write_text(json.dumps({**TASKS[1], "answer": "x1"})),
+            "score.py cannot score task code-01 (ValueError",
+        ),
     ],
 )
 def test_a_broken_suite_is_one_sentence_not_a_traceback(
@@ -337,3 +358,9 @@ def test_the_default_devsuite_loads_and_its_gold_answers_score_one() -> None:
     assert isinstance(context, dict) and "routing/map.py" in context
     log = next(t for t in suite.tasks if t.context_kind == "file")
     assert isinstance(real.load_context(log), str)
+
+
+def test_real_suite_options_are_refused_for_a_generated_suite(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as failed:
+        main(["run", "--suite", "niah", "--family", "logs", "--scripted", "--out", str(tmp_path)])
+    assert "apply to --suite real" in str(failed.value.code)
