@@ -1,6 +1,9 @@
 """`python -m benchmarks run`: tasks x methods on the same models, raw JSONL and a markdown table.
 
     python -m benchmarks run --suite niah --sizes 8k,32k --n 5 --no-cache
+    python -m benchmarks run --suite real --family logs --methods rlm --no-cache
+
+The `real` suite is read from a tasks file (benchmarks/real.py), the others are generated.
 
 Raw rows go to benchmarks/results/<suite>[-<tag>].jsonl (appended; each row names its machine and
 commit); the table benchmarks/results/<suite>[-<tag>].md is rebuilt from all rows of that file.
@@ -23,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from benchmarks import real
 from benchmarks.machine import machine, machine_name
 from benchmarks.methods import METHODS
 from benchmarks.tasks import SUITES, make_tasks, score
@@ -58,9 +62,21 @@ def commit() -> str:
 
 
 def run(args: argparse.Namespace) -> Path:
+    if args.methods is None:  # chunked on a real suite is hundreds of sub-calls a task
+        args.methods = "rlm,direct" if args.suite == "real" else "rlm,direct,chunked"
     for m in args.methods.split(","):
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    real_run = None
+    if args.suite != "real" and (args.tasks or args.family or args.only or args.resume):
+        raise SystemExit("error: --tasks, --family, --only and --resume apply to --suite real.")
+    if args.suite == "real":  # the tasks file is checked before any model loads
+        try:
+            real_run = real.plan(
+                args.tasks, args.family, args.only, args.methods.split(","), args.resume
+            )
+        except real.SuiteError as exc:
+            raise SystemExit(f"error: {exc}") from None
     settings = load_settings(use_cache=not args.no_cache)
     if args.home:
         settings = settings.with_overrides(home=Path(args.home))
@@ -85,12 +101,10 @@ def run(args: argparse.Namespace) -> Path:
             rlm = RLM(settings, options, sub=OpenAIModel(spec))
         else:
             rlm = RLM(settings, options)
-        return _run_jobs(args, rlm)
+        return _run_jobs(args, rlm, real_run)
 
 
-def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
-    methods = args.methods.split(",")
+def _run_jobs(args: argparse.Namespace, rlm: RLM, real_run: real.RealRun | None = None) -> Path:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = args.suite + (f"-{args.tag}" if args.tag else "")
@@ -103,6 +117,10 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
         "cache": not args.no_cache,
         "sub": f"{args.sub_servers} local servers" if args.sub_servers else "in-process",
     }
+    if real_run is not None:
+        return _run_real(rlm, real_run, raw, name, info, args.quiet)
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    methods = args.methods.split(",")
     jobs = [
         (size, task, method)
         for size in sizes
@@ -151,11 +169,43 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM) -> Path:
     return table
 
 
+def _run_real(
+    rlm: RLM, real_run: real.RealRun, raw: Path, name: str, info: dict[str, Any], quiet: bool
+) -> Path:
+    """The real suite's rows; whatever stops it (Ctrl-C: exit 130), the finished rows are kept
+    and tabled."""
+    failure = None
+    try:
+        complete = real.run_suite(rlm, real_run, raw, info, quiet)
+    except real.SuiteError as exc:
+        complete, failure = False, f"error: {exc}"
+    finally:
+        rlm.close()
+    table = raw.with_suffix(".md")
+    if raw.exists():
+        table.write_text(real.render_table(raw, name), encoding="utf-8")
+    err.print(f"raw rows: {raw}\ntable: {table}")
+    if failure:
+        raise SystemExit(failure)
+    if not complete:
+        err.print("interrupted: finished rows are kept; rerun with --resume to skip them")
+        raise SystemExit(130)
+    return table
+
+
 def rescore(raw: Path) -> int:
-    """Scores every row's stored answer again (its task regenerated from its seed), so a
-    corrected scorer applies to old rows too; a changed row records the scorer's commit."""
+    """Scores every row's stored answer again (its task regenerated from its seed, or for the
+    real suite read from its tasks file), so a corrected scorer applies to old rows too; a
+    changed row records the scorer's commit."""
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
     scorer = commit()
+    if rows and rows[0].get("suite") == "real":
+        try:
+            changed = real.rescore(rows, scorer)
+        except real.SuiteError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+        return changed
     changed = 0
     for row in rows:
         seed = int(row["task"].rsplit("-", 1)[1])
@@ -207,11 +257,18 @@ def render_table(raw: Path, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table(raw: Path) -> str:
+    first = next((line for line in raw.read_text(encoding="utf-8").splitlines() if line), "{}")
+    if json.loads(first).get("suite") == "real":
+        return real.render_table(raw, raw.stem)
+    return render_table(raw, raw.stem)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a suite and write results/<suite>.jsonl and .md")
-    r.add_argument("--suite", choices=sorted(SUITES), required=True)
+    r.add_argument("--suite", choices=sorted([*SUITES, "real"]), required=True)
     r.add_argument("--sizes", default="8k", help="comma-separated token counts, e.g. 8k,32k,1m")
     r.add_argument("--n", type=int, default=5, help="tasks per size")
     r.add_argument(
@@ -220,7 +277,18 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="seed of the first task; e.g. 3 with --n 3 adds seeds 3-5 to a run of seeds 1-2",
     )
-    r.add_argument("--methods", default="rlm,direct,chunked")
+    r.add_argument("--methods", default=None, help="default rlm,direct,chunked (real: rlm,direct)")
+    r.add_argument(
+        "--tasks",
+        help="real suite: a tasks.jsonl in the devsuite format (default ../shared/devsuite)",
+    )
+    r.add_argument("--family", help="real suite: only these families, e.g. code,logs")
+    r.add_argument("--only", help="real suite: only these task ids, e.g. code-01,logs-zk-08")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="real suite: skip tasks already in the results for this commit and method",
+    )
     r.add_argument("--no-cache", action="store_true", help="honest timing: no cache reads/writes")
     r.add_argument("--max-turns", type=int, default=10)
     r.add_argument("--max-sub-calls", type=int, default=100)
@@ -257,9 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "rescore":
         changed = rescore(args.raw)
-        args.raw.with_suffix(".md").write_text(
-            render_table(args.raw, args.raw.stem), encoding="utf-8"
-        )
+        args.raw.with_suffix(".md").write_text(_table(args.raw), encoding="utf-8")
         err.print(f"{changed} rows scored differently; table: {args.raw.with_suffix('.md')}")
         return
     if args.command == "table":
@@ -269,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
             lines = args.raw.read_text(encoding="utf-8").splitlines()
             table = labels.render([json.loads(line) for line in lines if line])
         else:
-            table = render_table(args.raw, args.raw.stem)
+            table = _table(args.raw)
         args.raw.with_suffix(".md").write_text(table, encoding="utf-8")
         return
     if args.command == "labels":
