@@ -21,10 +21,12 @@ You answer a question about a long input you cannot see. It is stored in the Pyt
 Reply with one ```python block, nothing else. Available in the code:
 - context: the input (a str), or a dict of file path -> text
 - search(query, k=5) -> the k pieces of context that best match the query's words
-- find_lines(pattern) -> every line matching a regex, each a str with .number; len() is the count
+- find_lines(pattern) -> every line matching a regex (case-sensitive), each a str with .number; \
+len() is the count
 - sections() -> the parts of a document (by headings), each a str with .title
 - files(pattern) -> the file paths of a dict context matching a glob, e.g. files("*.py")
-- source(name) -> the code of the function or class called name, with its file and line
+- source(name) -> the code of the function or class called name, with its file and line: \
+use it for any function or class the question names
 - llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
 - ask_each(question, pieces) -> list: llm_query's answer to the question for each piece
 - FINAL(answer): give the final answer and stop
@@ -101,7 +103,18 @@ def output_turn(question: str, output: str) -> str:
 
 def error_turn(error: str, output: str) -> str:
     printed = f"Output before the error:\n{output}\n" if output.strip() else ""
-    return f"{printed}Error: {error}\nFix the code and try again."
+    return f"{printed}Error: {error}\n{_hint(error)}Fix the code and try again."
+
+
+def _hint(error: str) -> str:
+    """What a common error of a small model means here (slicing a dict context loses turns)."""
+    if "unhashable type: 'slice'" in error or "'dict' object has no attribute 'split" in error:
+        return (
+            "`context` is a dict of file path -> text: take one file's text with "
+            "context[path] (paths from files()), or search all files with search() or "
+            "find_lines().\n"
+        )
+    return ""
 
 
 def repeat_turn(question: str) -> str:

@@ -63,7 +63,7 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def records_(text=None):  # type: ignore[no-untyped-def]
         return records(pick(text))
 
-    def find_lines_(pattern, text=None, ignore_case=True, limit=0):  # type: ignore[no-untyped-def]
+    def find_lines_(pattern, text=None, ignore_case=False, limit=0):  # type: ignore[no-untyped-def]
         return find_lines(pattern, pick(text), ignore_case, limit)
 
     def sections_(text=None):  # type: ignore[no-untyped-def]

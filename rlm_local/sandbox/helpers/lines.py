@@ -71,10 +71,11 @@ def _cut(line: str) -> str:
 
 
 def find_lines(
-    pattern: str, text: Context | list[str] | None, ignore_case: bool = True, limit: int = 0
+    pattern: str, text: Context | list[str] | None, ignore_case: bool = False, limit: int = 0
 ) -> Lines:
-    """Every line matching the regex `pattern` (an invalid regex is searched literally); `limit`
-    > 0 keeps only the first `limit`. "" or "." matches every non-empty line."""
+    """Every line matching the regex `pattern`, case-sensitive unless `ignore_case` (a count of
+    "ERROR" lines must not count "error = ..." in WARN lines); an invalid regex is searched
+    literally; `limit` > 0 keeps only the first `limit`. "" matches every non-empty line."""
     if not isinstance(pattern, str):
         raise TypeError("find_lines: pattern must be a str, e.g. find_lines(r'ERROR')")
     limit = check_int("limit", limit, 0)

@@ -133,10 +133,18 @@ def _emit(window: list[tuple[int, str]], path: str, found: list[Section]) -> Non
 
 
 def rank(query: str, candidates: list[str], k: int) -> list[int]:
-    """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0)."""
+    """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0); a
+    piece that defines a name the query uses (`class X`, `def x`) counts double, since a
+    definition is where a question about a name is answered, not its hundred uses."""
     terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
     if not terms or not candidates:
         return []
+    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in _STOP]
+    definitions = (
+        re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+(?:" + "|".join(names) + r")\b", re.M)
+        if names
+        else None
+    )
     counts = [Counter(words(c)) for c in candidates]
     lengths = [sum(c.values()) for c in counts]
     average = sum(lengths) / len(lengths) or 1.0
@@ -152,7 +160,8 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
             weights[t] * count[t] * (K1 + 1) / (count[t] + norm) for t in terms if t in count
         )
         if score > 0:
-            scores.append((score, -i))
+            defines = definitions.search(candidates[i]) if definitions else None
+            scores.append((score * (2 if defines else 1), -i))
     return [-i for _, i in sorted(scores, reverse=True)[:k]]
 
 
