@@ -120,34 +120,34 @@ def to_plain(value: Any, where: str = "value", depth: int = 0) -> Any:
     """Copy `value` into plain JSON types, or raise TypeError naming the offending part.
 
     Only the built-in types' own methods are used (never an override a cell may have defined),
-    so converting hostile data runs no code of the cell.
+    and every part is checked by its real type (not `isinstance`, which asks `__class__`), so
+    converting hostile data runs no code of the cell and what comes out is of the exact types.
     """
     if depth > MAX_DEPTH:
         raise TypeError(f"{where} is nested more than {MAX_DEPTH} levels deep (or contains itself)")
     # Paths name the offending part, but only a few levels down, to keep messages short.
     sub = (lambda part: f"{where}{part}") if depth < 3 else (lambda part: where)
+    kind = type(value)
     if value is None or value is True or value is False:
         return value
-    if isinstance(value, str):
+    if issubclass(kind, str):
         return str.__str__(value)
-    if isinstance(value, int):
+    if issubclass(kind, int):
         return int.__int__(value)
-    if isinstance(value, float):
+    if issubclass(kind, float):
         return float.__float__(value)
-    if isinstance(value, list | tuple):
-        items = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
+    if issubclass(kind, list | tuple):
+        items = list.__iter__(value) if issubclass(kind, list) else tuple.__iter__(value)
         return [to_plain(item, sub(f"[{i}]"), depth + 1) for i, item in enumerate(items)]
-    if isinstance(value, dict):
+    if issubclass(kind, dict):
         plain: dict[str, Any] = {}
         for key, item in dict.items(value):
-            if not isinstance(key, str):
+            if not issubclass(type(key), str):
                 raise TypeError(f"{where} has a key of type {type(key).__name__}; keys must be str")
             key = str.__str__(key)
             plain[key] = to_plain(item, sub(f"[{key[:20]!r}]"), depth + 1)
         return plain
-    raise TypeError(
-        f"{where} is of type {type(value).__name__}; only plain data ({PLAIN_TYPES_NOTE})"
-    )
+    raise TypeError(f"{where} is of type {kind.__name__}; only plain data ({PLAIN_TYPES_NOTE})")
 
 
 # Built-in scalar types and the method of each that copies an instance of a subclass into the

@@ -196,7 +196,12 @@ class Worker:
         cell and be charged to it. False if the clean-up keeps making more."""
         for _ in range(MAX_SETTLE_ROUNDS):
             restored = self._restore()
-            if gc.collect() == 0 and self._untouched(restored):
+            gc.collect()
+            # What survives a full collection is moved to the oldest generation: objects in the
+            # youngest one were made by clean-up code during it, maybe more garbage to collect.
+            # (The number collect() returns does not say: a generator's own clean-up breaks its
+            # cycle, and it is freed without being counted.)
+            if not gc.get_objects(generation=0) and self._untouched(restored):
                 return True
         return False
 
@@ -444,13 +449,18 @@ def compile_cell(code: str, lines: list[str]) -> tuple[CodeType | None, str | No
         return None, "MemoryError: the cell is too large or nested too deeply to compile", True
     except RecursionError:  # `not not … 1` thousands deep: the compiler's own recursion
         return None, "RecursionError: the cell is nested too deeply to compile", False
-    except UnicodeError:
+    except UnicodeError as exc:
         found = _SURROGATE.search(code)
-        where = _cell_line(code.count("\n", 0, found.start()) + 1, lines) if found else ""
-        char = f" ({found.group()!r})" if found else ""
+        if found is None:
+            return (
+                None,
+                _cap(f"UnicodeError: the cell holds text Python cannot compile ({exc})"),
+                False,
+            )
+        where = _cell_line(code.count("\n", 0, found.start()) + 1, lines)
         error = (
-            f"UnicodeError: the cell holds a lone surrogate character{char}, which Python "
-            f"cannot compile; remove it{where}"
+            f"UnicodeError: the cell holds a lone surrogate character ({found.group()!r}), "
+            f"which Python cannot compile; remove it{where}"
         )
         return None, _cap(error), False
     except ValueError as exc:
