@@ -111,7 +111,7 @@ class Worker:
 
     def _final_var(self, name: Any) -> None:
         # A plain str first: a cell's subclass could make `startswith("_")` say no.
-        if not isinstance(name, str):
+        if not issubclass(type(name), str):
             raise TypeError(
                 'FINAL_VAR takes the name of a variable as a string, e.g. FINAL_VAR("answer")'
             )
