@@ -1053,3 +1053,19 @@ def test_bridge_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="bridge_seconds"):
         SandboxLimits(bridge_seconds=0)
     assert SandboxLimits().bridge_calls >= 100 and SandboxLimits().bridge_seconds >= 60
+
+
+def test_clean_up_runs_in_a_cell_that_ends_in_an_error(typed: Sandbox) -> None:
+    assert typed.run(TIDY).error is None
+    result = typed.run("leave_cycle()\nx = 1 / 0")
+    assert result.error is not None and result.error.startswith("ZeroDivisionError")
+    assert result.output == CLEANED
+    assert typed.run("print(1+1)").output == "2\n"
+
+
+def test_settling_each_cell_costs_little_with_many_live_objects(typed: Sandbox) -> None:
+    assert typed.run("many = [[i] for i in range(300000)]").error is None
+    started = time.monotonic()
+    assert typed.run("print(len(many))").output == "300000\n"
+    assert time.monotonic() - started < RECOVERY_SECONDS  # one full collection, ~20 ms here
+    assert typed.run("many = None").error is None
