@@ -196,7 +196,8 @@ class _Progress:
     type=click.IntRange(0, 100000),
     default=100,
     show_default=True,
-    help="Sub-model calls allowed in the whole run (llm_query; one per classify batch).",
+    help="Sub-model calls allowed in the whole run (llm_query; one per classify batch; one per "
+    "rlm_query run).",
 )
 @click.option(
     "--max-seconds",
@@ -230,6 +231,20 @@ class _Progress:
     show_default=True,
     help="Seconds one code cell may run before its worker is replaced.",
 )
+@click.option(
+    "--cell-bridge-calls",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="Calls of llm_query, rlm_query, classify, ... one code cell may make.",
+)
+@click.option(
+    "--cell-bridge-seconds",
+    type=click.FloatRange(1),
+    default=900.0,
+    show_default=True,
+    help="Seconds of such calls in one code cell, after which it may make no more.",
+)
 @click.option("--include", multiple=True, help="Glob of files to read from directories.")
 @click.option("--exclude", multiple=True, help="Glob of files to skip.")
 @click.option(
@@ -260,6 +275,8 @@ def ask(
     no_label_vote: bool,
     root_grammar: bool,
     cell_timeout: float,
+    cell_bridge_calls: int,
+    cell_bridge_seconds: float,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     max_file_mb: float,
@@ -298,7 +315,11 @@ def ask(
         max_depth=max_depth,
         vote_labels=not no_label_vote,
         root_grammar=root_grammar,
-        sandbox=SandboxLimits(wall_seconds=cell_timeout),
+        sandbox=SandboxLimits(
+            wall_seconds=cell_timeout,
+            bridge_calls=cell_bridge_calls,
+            bridge_seconds=cell_bridge_seconds,
+        ),
     )
     with RLM(settings, options) as rlm, _Progress(verbose, quiet or as_json) as progress:
         result = rlm.ask(question, loaded.context, on_event=progress)

@@ -79,3 +79,14 @@ def test_served_models_are_listed_with_their_servers(tmp_home: Path, tmp_path: P
     refused = _cli("--config", str(bad), "models", "list")
     assert refused.returncode == 1 and "http(s)://" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_cell_bridge_limit_flags(tmp_path: Path) -> None:
+    help_text = _cli("ask", "--help").stdout
+    assert "--cell-bridge-calls" in help_text and "--cell-bridge-seconds" in help_text
+    text = tmp_path / "in.txt"
+    text.write_text("hello")
+    for flag, value in (("--cell-bridge-calls", "-1"), ("--cell-bridge-seconds", "0")):
+        refused = _cli("ask", flag, value, "q?", str(text))
+        assert refused.returncode == 2 and flag in refused.stderr
+        assert "Traceback" not in refused.stderr

@@ -149,6 +149,18 @@ def test_depth_limit_turns_rlm_query_into_llm_query(tmp_home: Path) -> None:
     assert sub.calls == []
 
 
+def test_rlm_query_runs_count_against_the_sub_call_budget(tmp_home: Path) -> None:
+    """A cell looping on rlm_query stops at --max-sub-calls, not at the run's clock."""
+    sub = ScriptedModel(answer=lambda p: "from-sub")
+    loop = "n = 0\nfor i in range(100):\n    rlm_query('What code?', context[:60])\n    n += 1"
+    root = ScriptedModel([loop, "FINAL('a')", "FINAL('b')", "FINAL(str(n))"])
+    result = _rlm(tmp_home, root, sub, max_sub_calls=2, max_depth=1).ask("q?", TEXT)
+    assert result.answer == "2"
+    assert result.stats.sub_calls == 2 and sub.calls == []
+    assert "budget of 2 sub-calls is used up" in _last_user(root, 3)
+    assert root.replies == []
+
+
 def test_long_output_is_truncated_for_the_root(tmp_home: Path) -> None:
     root = ScriptedModel(["print('x' * 50000)", "FINAL('ok')"])
     _rlm(tmp_home, root, output_chars=1000).ask("q?", TEXT)

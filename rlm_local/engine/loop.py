@@ -309,6 +309,7 @@ class Engine:
             if depth + 1 > self.options.max_depth:
                 body = piece if isinstance(piece, str) else json.dumps(piece, ensure_ascii=False)
                 return self._sub_call(self._query(f"{body}\n\nQuestion: {question}"), depth, run)
+            self._charge_sub_call(run)  # a recursive run is one sub-call of the budget too
             answer = self._rlm(str(question), _as_context(piece), depth + 1, run)
             return answer if answer is not None else "(no answer found)"
 
@@ -395,7 +396,8 @@ class Engine:
     def _model_for(self, request: _SubRequest) -> ChatModel:
         return self.labeller if request.labelling else self.sub
 
-    def _sub_call(self, request: _SubRequest, depth: int, run: _Run) -> str:
+    def _charge_sub_call(self, run: _Run) -> None:
+        """Count one sub-call (or rlm_query run), or refuse it when a run budget is spent."""
         with run.lock:
             if run.stats.sub_calls >= self.options.max_sub_calls:
                 raise RuntimeError(
@@ -405,6 +407,9 @@ class Engine:
             if run.out_of_time():
                 raise RuntimeError("the time budget is used up; call FINAL with your best answer")
             run.stats.sub_calls += 1
+
+    def _sub_call(self, request: _SubRequest, depth: int, run: _Run) -> str:
+        self._charge_sub_call(run)
         started = time.monotonic()
         prompt = request.messages[-1]["content"]
         try:

@@ -39,18 +39,23 @@ from rlm_local.sandbox.protocol import (
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-cell limits. Wall time counts only the worker's time, not bridge calls in the parent."""
+    """Per-cell limits. Wall time counts only the worker's time; the time of bridge calls (served
+    in the parent) has limits of its own: their number and their total seconds in one cell."""
 
     wall_seconds: float = 60.0
     cpu_seconds: int = 60
     memory_mb: int = 2048  # RLIMIT_AS headroom on top of the worker's size after loading context
     output_chars: int = 4000  # printed output kept per cell (head and tail)
+    bridge_calls: int = 1000  # llm_query, rlm_query, classify, ... calls one cell may make
+    bridge_seconds: float = 900.0  # after this much time in bridge calls, a cell makes no more
 
     def __post_init__(self) -> None:
         if not self.wall_seconds > 0 or self.cpu_seconds < 1:
             raise ValueError("wall_seconds must be > 0 and cpu_seconds >= 1")
         if self.memory_mb < 16 or self.output_chars < 0:
             raise ValueError("memory_mb must be >= 16 and output_chars >= 0")
+        if self.bridge_calls < 0 or not self.bridge_seconds > 0:
+            raise ValueError("bridge_calls must be >= 0 and bridge_seconds > 0")
 
 
 DEFAULT_LIMITS = SandboxLimits()
@@ -79,6 +84,46 @@ _STARTUP_BYTES_PER_SECOND = 20e6
 
 class _WorkerLost(Exception):
     """The worker cannot go on (timeout, death, bad message); the text is for the model."""
+
+
+class _BridgeBudget:
+    """The bridge calls of one cell: how many, how long. Past a limit every call is refused, and
+    the cell's error says which limit stopped it (also when the cell caught the refusal)."""
+
+    def __init__(self, limits: SandboxLimits) -> None:
+        self.limits = limits
+        self.calls = 0
+        self.seconds = 0.0
+        self.stopped: str | None = None
+
+    def refusal(self) -> dict[str, Any] | None:
+        """The reply refusing the next call, or None if it may run (and is counted)."""
+        if self.stopped is None and self.calls >= self.limits.bridge_calls:
+            self.stopped = (
+                f"the cell reached its limit of {self.limits.bridge_calls} bridge calls "
+                "(llm_query, rlm_query, classify, ...); make fewer calls in one cell, e.g. one "
+                "llm_query_batched for a list of prompts"
+            )
+        elif self.stopped is None and self.seconds >= self.limits.bridge_seconds:
+            self.stopped = (
+                f"the cell's bridge calls (llm_query, rlm_query, classify, ...) took "
+                f"{self.seconds:.1f} s, past its limit of {self.limits.bridge_seconds:g} s; "
+                "do less per cell"
+            )
+        if self.stopped is not None:
+            return {"op": "raise", "message": self.stopped, "limit": True}
+        self.calls += 1
+        return None
+
+    def spend(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def explain(self, error: str | None) -> str | None:
+        """The cell's error, saying which bridge limit stopped it if one did."""
+        if self.stopped is None or (error is not None and self.stopped in error):
+            return error
+        note = f"BridgeLimitError: {self.stopped}."
+        return f"{error} {note}" if error else note
 
 
 class _WorkerProcess:
@@ -357,22 +402,24 @@ class Sandbox:
                 self._worker = self._start_worker()
             worker = self._worker
             started = time.monotonic()
+            budget = _BridgeBudget(self.limits)
             self._running = True
             try:
-                reply = self._exchange(worker, code, started)
+                reply = self._exchange(worker, code, started, budget)
             except _WorkerLost as lost:
                 seconds = time.monotonic() - started
                 if self._closed:  # close() was called by a bridge function during the cell
                     raise SandboxError("The sandbox was closed while the cell ran.") from None
                 self._replace_worker()
-                return CellResult("", f"{lost} {_LOST}", None, seconds, True)
+                error = budget.explain(f"{lost} {_LOST}")
+                return CellResult("", error, None, seconds, True)
             except BaseException:
                 self._drop_worker()  # state unknown (e.g. KeyboardInterrupt in a bridge call)
                 raise
             finally:
                 self._running = False
             seconds = time.monotonic() - started
-            error = reply["error"]
+            error = budget.explain(reply["error"])
             restarted = False
             if reply["restart"]:
                 self._replace_worker()
@@ -385,7 +432,9 @@ class Sandbox:
                 reply["output"], error, reply["final"], seconds, restarted, reply.get("values")
             )
 
-    def _exchange(self, worker: _WorkerProcess, code: str, started: float) -> dict[str, Any]:
+    def _exchange(
+        self, worker: _WorkerProcess, code: str, started: float, budget: _BridgeBudget
+    ) -> dict[str, Any]:
         wall = self.limits.wall_seconds
         deadline = started + wall
         timeout_text = f"TimeoutError: the cell exceeded the {wall:g} s time limit and was stopped."
@@ -405,9 +454,11 @@ class Sandbox:
                 raise _WorkerLost("WorkerError: the worker sent an invalid message.") from None
             if message["op"] == "call":
                 served_from = time.monotonic()
-                reply = self._serve_call(message)
+                reply = budget.refusal() or self._serve_call(message)
+                spent = time.monotonic() - served_from
+                budget.spend(spent)
                 payload = encode_message(reply)
-                deadline += time.monotonic() - served_from  # bridge time is not the cell's
+                deadline += spent  # bridge time is not the cell's: it has its own limit
                 try:
                     worker.sock.settimeout(max(deadline - time.monotonic(), 1.0))
                     send_frame(worker.sock, payload)

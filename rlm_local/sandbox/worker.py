@@ -37,6 +37,7 @@ from rlm_local.sandbox.protocol import (
     recv_message,
     send_frame,
     send_message,
+    to_exact,
     to_plain,
 )
 
@@ -45,6 +46,9 @@ CELL_FILENAME = "<cell>"
 MAX_ERROR_CHARS = 1500
 MAX_FINAL_CHARS = 4_000_000
 MAX_SHOWN_VALUES = 12
+# Rounds of collecting a cell's garbage (whose clean-up may make more) before giving up on it.
+MAX_SETTLE_ROUNDS = 20
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RP_LINE = re.compile(r"^Line (\d+|None): (.*)$", re.DOTALL)
 
 
@@ -80,7 +84,8 @@ class Worker:
         # Code object of every function a cell defined -> that cell's lines (for error lines).
         self.sources: weakref.WeakKeyDictionary[CodeType, list[str]] = weakref.WeakKeyDictionary()
         reserved: dict[str, Callable[..., Any]] = {n: self._bridge_stub(n) for n in bridge_names}
-        reserved.update(make_helpers(context))
+        helpers = make_helpers(context)
+        reserved.update({name: exact_arguments(name, func) for name, func in helpers.items()})
         reserved["FINAL"] = self._final
         reserved["Final"] = self._final  # the 1.5B model's spelling after a long cell, at times
         reserved["FINAL_VAR"] = self._final_var
@@ -88,11 +93,16 @@ class Worker:
         self.reserved_names = frozenset([*reserved, "context"])
         # Real builtins a cell cannot use: a NameError on one of them says so.
         self.hidden_builtins = frozenset(dir(builtins)) - set(self.policy.builtins)
+        self.bridge_stopped: str | None = None  # why the parent refuses bridge calls this cell
 
     # --- names every cell gets ------------------------------------------------------------------
 
     def _final(self, value: Any) -> None:
-        text = str(value)
+        try:
+            value = to_exact(value, "the answer")
+        except TypeError as exc:
+            raise TypeError(f"FINAL: {exc}; e.g. FINAL(str(answer))") from None
+        text = value if type(value) is str else str(value)
         if len(text) > MAX_FINAL_CHARS:
             raise ValueError(
                 f"FINAL: the answer has {len(text)} characters; at most {MAX_FINAL_CHARS}"
@@ -100,10 +110,12 @@ class Worker:
         self.final = text
 
     def _final_var(self, name: Any) -> None:
-        if not isinstance(name, str):
+        # A plain str first: a cell's subclass could make `startswith("_")` say no.
+        if not issubclass(type(name), str):
             raise TypeError(
                 'FINAL_VAR takes the name of a variable as a string, e.g. FINAL_VAR("answer")'
             )
+        name = to_exact(name)
         if name.startswith("_") or name in self.reserved_names or name not in self.ns:
             names = self._variables()
             shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
@@ -131,9 +143,13 @@ class Worker:
 
     def _bridge_stub(self, name: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
+            if self.bridge_stopped is not None:  # refused by the parent already: not asked again
+                raise BridgeLimitError(f"{name}: {self.bridge_stopped}")
             try:
                 plain_args = [to_plain(a, f"argument {i + 1}") for i, a in enumerate(args)]
-                plain_kwargs = {str(k): to_plain(v, f"argument {k!r}") for k, v in kwargs.items()}
+                plain_kwargs = {
+                    to_plain(k): to_plain(v, f"argument {k!r}") for k, v in kwargs.items()
+                }
             except TypeError as exc:
                 raise TypeError(f"{name}: {exc}") from None
             payload = encode_message(
@@ -154,7 +170,11 @@ class Worker:
                 os._exit(EXIT_BRIDGE_FAILED)
             if reply["op"] == "return":
                 return reply.get("value")
-            raise RuntimeError(f"{name}: {reply.get('message', 'failed')}")
+            message = str(reply.get("message", "failed"))
+            if reply.get("limit"):
+                self.bridge_stopped = message
+                raise BridgeLimitError(f"{name}: {message}")
+            raise RuntimeError(f"{name}: {message}")
 
         call.__name__ = call.__qualname__ = name
         return call
@@ -167,6 +187,32 @@ class Worker:
         self.ns.update(self.policy.guards())
         self.ns.update(restored)
         return restored
+
+    def _settle(self) -> bool:
+        """Do now, within this cell's limits, the work the cell left behind: the clean-up of its
+        garbage (a generator suspended in a `try/finally` and dropped in a reference cycle runs
+        its `finally` when collected) and of values it bound to sandbox names or put in a dict
+        `context` (dropped when those are restored). Left for later, it would run in the next
+        cell and be charged to it. False if the clean-up keeps making more."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            restored = self._restore()
+            gc.collect()
+            # What survives a full collection is moved to the oldest generation: objects in the
+            # youngest one were made by clean-up code during it, maybe more garbage to collect.
+            # (The number collect() returns does not say: a generator's own clean-up breaks its
+            # cycle, and it is freed without being counted.)
+            if not gc.get_objects(generation=0) and self._untouched(restored):
+                return True
+        return False
+
+    def _untouched(self, restored: dict[str, Any]) -> bool:
+        """Whether the names restored last are still as restored (clean-up code may rebind)."""
+        if any(self.ns.get(name) is not obj for name, obj in restored.items()):
+            return False
+        copy, ctx = restored["context"], self.context
+        if isinstance(ctx, dict):
+            return len(copy) == len(ctx) and all(copy.get(k) is v for k, v in ctx.items())
+        return True
 
     # --- running a cell --------------------------------------------------------------------------
 
@@ -181,23 +227,12 @@ class Worker:
     def run_cell(self, code: str) -> dict[str, Any]:
         self._set_cpu_limit()
         self.final = None
+        self.bridge_stopped = None
         collector = self.policy.new_collector()
         restored = self._restore()
         lines = code.splitlines()
-        error: str | None = None
-        memory_error = False
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                compiled = compile_restricted(code, CELL_FILENAME, "exec", policy=CellTransformer)
-        except SyntaxError as exc:
-            error = describe_compile_error(exc, lines)
-        except MemoryError:
-            error = "MemoryError: the cell is too large to compile"
-            memory_error = True
-        except RecursionError:  # `not not … 1` thousands deep: the compiler's own recursion
-            error = "RecursionError: the cell is nested too deeply to compile"
-        else:
+        compiled, error, memory_error = compile_cell(code, lines)
+        if compiled is not None:
             for code_object in _code_objects(compiled):
                 self.sources[code_object] = lines
             try:
@@ -207,10 +242,18 @@ class Worker:
                     exc, lines, self.hidden_builtins, self.sources, self.memory_mb
                 )
                 memory_error = isinstance(exc, MemoryError)
-        # Checked only now, when the traceback (and the frames it keeps alive) is gone.
-        restart = memory_error and self._memory_exhausted()
-        output = collector.render()
+            del compiled
         rebound = [n for n, obj in restored.items() if self.ns.get(n) is not obj]
+        del restored
+        settled = self._settle()
+        if not settled:
+            error = (error + " " if error else "") + (
+                "WorkerError: what the cell left behind kept running clean-up code (e.g. "
+                "generators whose `finally` makes more such generators)."
+            )
+        # Checked only now, when the traceback (and the frames it keeps alive) is gone.
+        restart = not settled or (memory_error and self._memory_exhausted())
+        output = collector.render()
         if rebound and not restart:
             if output and not output.endswith("\n"):
                 output += "\n"
@@ -272,6 +315,30 @@ class Worker:
                     os._exit(70)
 
 
+class BridgeLimitError(RuntimeError):
+    """A bridge call refused because the cell reached one of its bridge limits."""
+
+
+def exact_arguments(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` taking only exact built-in copies of its arguments (protocol.to_exact).
+
+    Every helper the worker installs gets this wrapper, so a helper's own checks and uses of its
+    arguments never run a method a cell's subclass overrides.
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            exact_args = [to_exact(a, f"argument {i + 1}") for i, a in enumerate(args)]
+            exact_kwargs = {to_exact(k): to_exact(v, f"argument {k!r}") for k, v in kwargs.items()}
+        except TypeError as exc:
+            raise TypeError(f"{name}: {exc}") from None
+        return func(*exact_args, **exact_kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = func.__doc__
+    return call
+
+
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -300,7 +367,8 @@ def _describe(value: Any) -> str:
         kind = "Counter" if isinstance(value, Counter) else type(value).__name__
         if not value:
             return f"{kind} of 0 items (empty)"
-        items = list(value.items())[:2] if isinstance(value, dict) else list(value)[:2]
+        # dict.items, not value.items: a cell's subclass may override the method.
+        items = list(dict.items(value))[:2] if isinstance(value, dict) else list(value)[:2]
         if isinstance(value, dict):
             first = ", ".join(f"{_short(k, 30)}: {_short(v, 30)}" for k, v in items)
         else:
@@ -357,6 +425,49 @@ def _code_objects(code: CodeType) -> Iterator[CodeType]:
     for const in code.co_consts:
         if isinstance(const, CodeType):
             yield from _code_objects(const)
+
+
+def compile_cell(code: str, lines: list[str]) -> tuple[CodeType | None, str | None, bool]:
+    """(code object, None, False), or (None, one-sentence error, whether memory ran out).
+
+    Whatever the compiler raises on hostile source is an error of the cell, never of the
+    worker: an unpaired surrogate (UnicodeEncodeError), a null byte (ValueError or SyntaxError),
+    nesting too deep for the parser or for RestrictedPython's transformer (RecursionError,
+    MemoryError) and anything else.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return (
+                compile_restricted(code, CELL_FILENAME, "exec", policy=CellTransformer),
+                None,
+                False,
+            )
+    except SyntaxError as exc:
+        return None, describe_compile_error(exc, lines), False
+    except MemoryError:
+        return None, "MemoryError: the cell is too large or nested too deeply to compile", True
+    except RecursionError:  # `not not … 1` thousands deep: the compiler's own recursion
+        return None, "RecursionError: the cell is nested too deeply to compile", False
+    except UnicodeError as exc:
+        found = _SURROGATE.search(code)
+        if found is None:
+            return (
+                None,
+                _cap(f"UnicodeError: the cell holds text Python cannot compile ({exc})"),
+                False,
+            )
+        where = _cell_line(code.count("\n", 0, found.start()) + 1, lines)
+        error = (
+            f"UnicodeError: the cell holds a lone surrogate character ({found.group()!r}), "
+            f"which Python cannot compile; remove it{where}"
+        )
+        return None, _cap(error), False
+    except ValueError as exc:
+        what = "a null character" if "\0" in code else "something Python cannot compile"
+        return None, _cap(f"ValueError: the cell holds {what} ({exc})"), False
+    except Exception as exc:  # whatever else the compiler or the transformer may raise
+        return None, _cap(f"{type(exc).__name__}: the cell could not be compiled ({exc})"), False
 
 
 def describe_compile_error(exc: SyntaxError, lines: list[str]) -> str:
