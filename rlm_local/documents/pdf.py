@@ -110,22 +110,25 @@ def convert_pdf(data: bytes, name: str, options: ConvertOptions) -> Extracted:
     finally:
         document.close()
     if not any(part != page_line(n + 1) for n, part in enumerate(parts)):
+        which = "its only page" if pages == 1 else f"none of its {pages} pages"
+        has = "has no" if pages == 1 else "has a"
         if scanned:
-            raise DocumentError(
-                f"none of its {pages} pages has a text layer (a scan?); {_ocr_hint(options)}"
-            )
-        raise DocumentError(f"none of its {pages} pages holds text")
+            raise DocumentError(f"{which} {has} text layer (a scan?); {_ocr_hint(options)}")
+        raise DocumentError(f"{which} {'holds no' if pages == 1 else 'holds'} text")
     notes = []
     if ocr_read:
         notes.append(f"{_pages_note(ocr_read)} read by OCR (tesseract)")
     if scanned:
+        verb = "have" if len(scanned) > 1 else "has"
         notes.append(
-            f"{_pages_note(scanned)} of {pages} have no text layer (scanned?); {_ocr_hint(options)}"
+            f"{_pages_note(scanned)} of {pages} {verb} no text layer (scanned?); "
+            f"{_ocr_hint(options)}"
         )
     return Extracted("\n".join(parts) + "\n", notes, pages=pages, encrypted=encrypted)
 
 
 def _ocr_hint(options: ConvertOptions) -> str:
+    """How to read pages without text: OCR is opt-in (about seconds a page on two cores)."""
     if shutil.which("tesseract") is None:
         return "install tesseract (e.g. apt install tesseract-ocr) and pass --ocr to read them"
     if options.ocr:
