@@ -215,15 +215,52 @@ def run_extract(args: argparse.Namespace) -> list[ExtractRow]:
             rows.append(row)
             print(f"| {row.library} | {row.version} | {row.pages} | {row.seconds:.2f} | "
                   f"{row.chars:,} | {row.needle_page} | {row.order:.2f} |")  # fmt: skip
+        first, cached = time_load_inputs(big, Path(tmp) / "documents")
+        print(f"\nrlm-local load_inputs on the same PDF: {first:.2f} s converting, "
+              f"{cached:.3f} s from the document cache")  # fmt: skip
+    chars, seconds = time_html(args.pages * PAGE_CHARS)
+    print(f"HTML main text (html.parser) of a {chars / 1e6:.1f} MB page: {seconds:.2f} s")
     return rows
+
+
+def time_load_inputs(pdf: Path, cache: Path) -> tuple[float, float]:
+    """Seconds of load_inputs converting the PDF, then reading its text back from the cache."""
+    from rlm_local.engine import InputOptions, load_inputs
+
+    options = InputOptions(documents_cache=cache)
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        load_inputs([str(pdf)], options)
+        times.append(time.perf_counter() - started)
+    return times[0], times[1]
+
+
+def time_html(n_chars: int) -> tuple[int, float]:
+    """A generated page (navigation, scripts, paragraphs, a table) through html_text."""
+    from rlm_local.documents.web import html_text
+
+    paragraphs = haystack(n_chars, 9).split("\n\n")
+    rows = "".join(f"<tr><td>{i}</td><td>row {i}</td></tr>" for i in range(500))
+    page = (
+        "<!DOCTYPE html><html><head><title>Report</title><style>p{margin:0}</style></head><body>"
+        "<nav><a href='/'>Home</a></nav><script>var x = 1;</script><main>"
+        + "".join(f"<h2>Part {i}</h2><p>{p}</p>" for i, p in enumerate(paragraphs))
+        + f"<table>{rows}</table></main><footer>(c)</footer></body></html>"
+    )
+    started = time.perf_counter()
+    html_text(page)
+    return len(page), time.perf_counter() - started
 
 
 # -- end to end (needs the models) --------------------------------------------------------------
 
 
 def run_answer(args: argparse.Namespace) -> Path:
-    """Per seed: a fresh PDF, load_inputs twice (extraction, then the document cache), then
-    RLM.ask; a row per seed with each time apart. Runs the real models: not for CI."""
+    """Per seed: a fresh PDF (the needle on a seeded page), load_inputs twice (extraction, then
+    the document cache), then RLM.ask; one row per seed with each time apart. Runs the real
+    models unless --scripted."""
+    from benchmarks.machine import machine
     from benchmarks.runner import commit
     from rlm_local.api import RLM
     from rlm_local.config import load_settings
@@ -235,9 +272,14 @@ def run_answer(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "documents.jsonl"
-    options = InputOptions(documents_cache=settings.documents_dir)
-    with RLM(settings, RunOptions(max_seconds=args.max_seconds)) as rlm, \
-            tempfile.TemporaryDirectory() as tmp:  # fmt: skip
+    models = {}
+    if args.scripted:  # the plumbing only (CI's smoke test), not a measurement
+        from benchmarks.scripted import scripted_models
+
+        models = dict(zip(("root", "sub"), scripted_models(), strict=True))
+    run_options = RunOptions(max_seconds=args.max_seconds)
+    with RLM(settings, run_options, **models) as rlm, tempfile.TemporaryDirectory() as tmp:
+        options = InputOptions(documents_cache=Path(tmp) / "documents")  # empty: honest timing
         for seed in range(1, args.n + 1):
             pdf = Path(tmp) / f"report-{seed}.pdf"
             page = random.Random(seed).randint(1, args.pages)
@@ -265,6 +307,7 @@ def run_answer(args: argparse.Namespace) -> Path:
                 "turns": result.stats.turns,
                 "sub_calls": result.stats.sub_calls,
                 "converter": [asdict(r) for r in loaded.conversions],
+                "machine": machine(),
                 "commit": commit(),
             }
             with raw.open("a", encoding="utf-8") as fh:
@@ -287,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     an.add_argument("--max-seconds", type=float, default=900.0)
     an.add_argument("--home", help="RLM_LOCAL_HOME for this run")
     an.add_argument("--out", default=str(RESULTS))
+    an.add_argument("--scripted", action="store_true", help="scripted models (smoke test only)")
     args = parser.parse_args(argv)
     if args.command == "extract":
         run_extract(args)
