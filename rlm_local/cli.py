@@ -289,7 +289,8 @@ def ask(
     """Answer QUESTION about INPUT files, directories, or standard input ('-' or a pipe).
 
     One file becomes `context` as a str; several files or a directory become a dict of
-    path -> text. The answer alone goes to stdout.
+    path -> text. PDF, DOCX, XLSX, PPTX, ODT, HTML, EML/MBOX and CSV files are converted to text
+    (PDF, DOCX and XLSX need `pip install 'rlm-local[docs]'`). The answer alone goes to stdout.
     """
     # The engine (sandbox, llama.cpp) is imported here, so model and cache commands start fast.
     from rlm_local.api import RLM

@@ -209,7 +209,7 @@ def test_an_extension_that_lies_is_read_by_content_or_refused(tmp_path: Path) ->
     docx_as_pdf = shutil.copy(make.docx(tmp_path / "a.docx"), tmp_path / "contract.pdf")
     loaded = load_inputs([str(docx_as_pdf)])
     assert "Acme Ltd | 1200 | 2025-03-01" in loaded.context
-    assert any("DOCX file despite its .pdf name" in n for n in loaded.notices)
+    assert any("content is DOCX despite its .pdf name" in n for n in loaded.notices)
     assert loaded.conversions[0].format == "docx"
 
     pdf_as_txt = shutil.copy(make.pdf(tmp_path / "b.pdf", [FACT]), tmp_path / "notes.txt")
@@ -320,3 +320,14 @@ def test_conversions_are_plain_data_for_json(tmp_path: Path) -> None:
     loaded = load_inputs([str(make.pdf(tmp_path / "r.pdf", ["one"]))])
     data = json.loads(json.dumps([asdict(c) for c in loaded.conversions]))
     assert data[0]["converter"] == "pypdfium2" and data[0]["chars"] == len(loaded.context)
+
+
+def test_text_that_looks_like_mail_or_mentions_pdf_stays_text(tmp_path: Path) -> None:
+    from rlm_local.documents import detect
+
+    note = b"From the start\nTo: the team\nSubject: kettles\nDate: today\n\nbody\n"
+    assert detect("notes.txt", note).kind == "text"  # the file says what it is
+    assert detect("message", note.replace(b"From the", b"From:")).kind == "eml"  # no suffix
+    assert detect("pdfs.py", b"MAGIC = b'%PDF-1.7'\n").kind == "text"
+    prefixed = b"junk before the header\n%PDF-1.4\n\x00\x01"
+    assert detect("a.pdf", prefixed).kind == "pdf"  # PDF allows bytes before its header

@@ -87,7 +87,7 @@ def _text_kind(head: bytes) -> str | None:
 def by_content(data: bytes) -> str | None:
     """The format the bytes are, or None for text of no particular format."""
     head = data[:SNIFF_BYTES]
-    if b"%PDF-" in data[:1024]:
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n\x00").startswith(b"%PDF-"):
         return "pdf"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(data)
@@ -99,17 +99,26 @@ def by_content(data: bytes) -> str | None:
 
 
 def detect(name: str, data: bytes) -> Detected:
-    """The content decides; the name only picks among text formats (CSV is text by content)."""
+    """The content decides; the name only picks among text formats (CSV is text by content).
+
+    HTML and mail are recognised by content only in files without a suffix or with a document's
+    suffix: a .txt or .py file that starts like a mail is read as the text it is.
+    """
     suffix = PurePath(name).suffix.lower()
     named = BY_EXTENSION.get(suffix)
     found = by_content(data)
+    if named == "pdf" and found != "pdf" and b"%PDF-" in data[:1024]:
+        found = "pdf"  # the format allows bytes before its header
+    if found in ("html", "eml", "mbox") and suffix and named is None:
+        found = None  # notes.txt or code.py that looks like mail or HTML stays as written
     if named == "msg" and found == "ole":
         return Detected("msg")
     if found is None:  # plain text, by content
         if named in TEXT_FORMATS:
             return Detected(named)
         if named is not None:  # a .pdf or .docx that is text
-            return Detected("text", f"it is plain text despite its {suffix} name; read as text")
+            note = f"its content is plain text despite its {suffix} name; read as text"
+            return Detected("text", note)
         return Detected("text")
     if found == "zip" and named in CONTAINERS:  # damaged, or not what it says: its reader tells
         return Detected(named)
@@ -118,5 +127,5 @@ def detect(name: str, data: bytes) -> Detected:
         return Detected(found, f"its name says {suffix} but its content is not {what}")
     if named is not None and named != found and found not in ("binary", "zip"):
         what = NAMES.get(found, found.upper())
-        return Detected(found, f"it is a {what} file despite its {suffix} name; read as {what}")
+        return Detected(found, f"its content is {what} despite its {suffix} name; read as {what}")
     return Detected(found)
