@@ -68,8 +68,8 @@ def _zip_kind(data: bytes) -> str:
             info = archive.getinfo("mimetype") if "mimetype" in names else None
             if info is not None and info.file_size < 200:
                 return ODF_TYPES.get(archive.read(info).decode("ascii", "replace").strip(), "zip")
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return "zip"  # a damaged container: the converter its name points to says more
+    except Exception:  # a damaged or hostile container: the converter its name names says more
+        return "zip"
     return "zip"
 
 

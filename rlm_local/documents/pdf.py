@@ -72,13 +72,16 @@ def _ocr(page: Any) -> str:
     buffer = bytes(bitmap.buffer)
     rows = b"".join(buffer[y * stride : y * stride + width] for y in range(height))
     image = f"P5\n{width} {height}\n255\n".encode() + rows
-    done = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--dpi", str(OCR_DPI)],
-        input=image,
-        capture_output=True,
-        timeout=OCR_SECONDS,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            ["tesseract", "stdin", "stdout", "--dpi", str(OCR_DPI)],
+            input=image,
+            capture_output=True,
+            timeout=OCR_SECONDS,
+            check=False,
+        )
+    except (subprocess.SubprocessError, OSError):  # too slow, or gone: the page stays unread
+        return ""
     return done.stdout.decode("utf-8", "replace").strip() if done.returncode == 0 else ""
 
 
@@ -87,28 +90,42 @@ def _pages_note(numbers: list[int]) -> str:
     return f"page{'s' if len(numbers) > 1 else ''} {shown}"
 
 
+def _read_page(document: Any, index: int, pdfium: Any, pdfium_c: Any, ocr: bool) -> tuple[str, str]:
+    """One page's text and what it was: "text", "ocr", "scanned", "empty" or "broken"."""
+    try:
+        page = document[index]
+    except pdfium.PdfiumError:
+        return "", "broken"
+    try:
+        text = _page_text(page)
+        if text:
+            return text, "text"
+        if not _has_image(page, pdfium_c):
+            return "", "empty"
+        text = _ocr(page) if ocr else ""
+        return text, "ocr" if text else "scanned"
+    except pdfium.PdfiumError:
+        return "", "broken"
+    finally:
+        page.close()
+
+
 def convert_pdf(data: bytes, name: str, options: ConvertOptions) -> Extracted:
     pdfium = require("pypdfium2", "PDF files")
     pdfium_c = require("pypdfium2.raw", "PDF files")
     document, encrypted = _open(pdfium, data, options)
     parts: list[str] = []
-    scanned: list[int] = []
-    ocr_read: list[int] = []
+    found: dict[str, list[int]] = {"ocr": [], "scanned": [], "broken": []}
     can_ocr = options.ocr and shutil.which("tesseract") is not None
     try:
-        for index in range(len(document)):
-            page = document[index]
-            try:
-                text = _page_text(page)
-                if not text and _has_image(page, pdfium_c):
-                    text = _ocr(page) if can_ocr else ""
-                    (ocr_read if text else scanned).append(index + 1)
-            finally:
-                page.close()
-            parts.append(f"{page_line(index + 1)}\n{text}" if text else page_line(index + 1))
         pages = len(document)
+        for index in range(pages):
+            text, kind = _read_page(document, index, pdfium, pdfium_c, can_ocr)
+            found.setdefault(kind, []).append(index + 1)
+            parts.append(f"{page_line(index + 1)}\n{text}" if text else page_line(index + 1))
     finally:
         document.close()
+    scanned, ocr_read = found["scanned"], found["ocr"]
     if not any(part != page_line(n + 1) for n, part in enumerate(parts)):
         which = "its only page" if pages == 1 else f"none of its {pages} pages"
         has = "has no" if pages == 1 else "has a"
@@ -116,6 +133,8 @@ def convert_pdf(data: bytes, name: str, options: ConvertOptions) -> Extracted:
             raise DocumentError(f"{which} {has} text layer (a scan?); {_ocr_hint(options)}")
         raise DocumentError(f"{which} {'holds no' if pages == 1 else 'holds'} text")
     notes = []
+    if found["broken"]:
+        notes.append(f"{_pages_note(found['broken'])} could not be read (damaged)")
     if ocr_read:
         notes.append(f"{_pages_note(ocr_read)} read by OCR (tesseract)")
     if scanned:
