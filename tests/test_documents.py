@@ -50,7 +50,8 @@ def test_converted_text_is_cached_by_sha256(
     pdf = make.pdf(tmp_path / "report.pdf", _pages(5, 3))
     options = InputOptions(documents_cache=tmp_path / "documents")
     first = load_inputs([str(pdf)], options)
-    assert len(list((tmp_path / "documents").rglob("*.json"))) == 1
+    [kept] = list((tmp_path / "documents").rglob("*.json"))
+    assert kept.stat().st_mode & 0o077 == 0 and (tmp_path / "documents").stat().st_mode & 0o077 == 0
 
     import pypdfium2
 
