@@ -8,14 +8,31 @@ print(result.answer)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from rlm_local.cache import CallCache, ChatModel
 from rlm_local.config import Settings, load_settings
+from rlm_local.documents import Conversion
 from rlm_local.engine import Engine, RunOptions, RunResult
 from rlm_local.models import ModelStore
 from rlm_local.models.backend import BackendOptions, LocalModel
 from rlm_local.trace import TraceWriter, new_run_id
+
+
+def _with_inputs(
+    trace: TraceWriter, documents: list[Conversion]
+) -> Callable[[dict[str, Any]], None]:
+    """The trace listener, writing which converter read each document right after run_start
+    (the first line stays run_start, which `runs list` reads alone)."""
+    event = {"type": "inputs", "documents": [asdict(d) for d in documents]}
+
+    def record(item: dict[str, Any]) -> None:
+        trace(item)
+        if item.get("type") == "run_start":
+            trace(event)
+
+    return record
 
 
 class RLM:
@@ -90,14 +107,19 @@ class RLM:
         *,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         options: RunOptions | None = None,
+        documents: list[Conversion] | None = None,
     ) -> RunResult:
-        """Answer one question; the run's trace is written to runs/<id>.jsonl as it goes."""
+        """Answer one question; the run's trace is written to runs/<id>.jsonl as it goes.
+
+        `documents` (LoadedInput.conversions) is recorded in the trace as an `inputs` event.
+        """
         # Resolve every model first: a missing model fails before any work.
         root, sub, labeller = self.root, self.sub, self.labeller
         engine = Engine(root, sub, self.cache, options or self.options, labeller=labeller)
         run_id = new_run_id()
         trace = TraceWriter(self.settings.runs_dir, run_id)
-        listeners = [trace] + ([on_event] if on_event else [])
+        recorder = _with_inputs(trace, documents) if documents else trace
+        listeners = [recorder] + ([on_event] if on_event else [])
         try:
             result = engine.run(question, context, listeners)
         finally:

@@ -254,7 +254,23 @@ class _Progress:
     show_default=True,
     help="Larger input files are skipped with a notice.",
 )
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the model-call cache.")
+@click.option(
+    "--password",
+    "ask_password",
+    is_flag=True,
+    help="Ask at a prompt for the password of encrypted PDFs (or set $RLM_LOCAL_PDF_PASSWORD); "
+    "it is never written to the trace or the cache.",
+)
+@click.option(
+    "--ocr",
+    is_flag=True,
+    help="Read PDF pages without a text layer with tesseract (it must be installed).",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Neither read nor write the caches (model calls, texts of converted documents).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each cell's code and output on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -280,6 +296,8 @@ def ask(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     max_file_mb: float,
+    ask_password: bool,
+    ocr: bool,
     no_cache: bool,
     as_json: bool,
     verbose: bool,
@@ -288,7 +306,8 @@ def ask(
     """Answer QUESTION about INPUT files, directories, or standard input ('-' or a pipe).
 
     One file becomes `context` as a str; several files or a directory become a dict of
-    path -> text. The answer alone goes to stdout.
+    path -> text. PDF, DOCX, XLSX, PPTX, ODT, HTML, EML/MBOX and CSV files are converted to text
+    (PDF, DOCX and XLSX need `pip install 'rlm-local[docs]'`). The answer alone goes to stdout.
     """
     # The engine (sandbox, llama.cpp) is imported here, so model and cache commands start fast.
     from rlm_local.api import RLM
@@ -303,7 +322,15 @@ def ask(
         ctx, root=root, sub=sub, labeller=labeller, profile=profile, use_cache=not no_cache
     )
     loaded = load_inputs(
-        list(inputs), InputOptions(include=include, exclude=exclude, max_file_mb=max_file_mb)
+        list(inputs),
+        InputOptions(
+            include=include,
+            exclude=exclude,
+            max_file_mb=max_file_mb,
+            documents_cache=None if no_cache else settings.documents_dir,
+            password=_pdf_password(ask_password, reads_stdin=inputs == ("-",)),
+            ocr=ocr,
+        ),
     )
     for notice in loaded.notices:
         err.print(f"[yellow]note:[/yellow] {notice}")
@@ -322,9 +349,14 @@ def ask(
         ),
     )
     with RLM(settings, options) as rlm, _Progress(verbose, quiet or as_json) as progress:
-        result = rlm.ask(question, loaded.context, on_event=progress)
+        result = rlm.ask(question, loaded.context, on_event=progress, documents=loaded.conversions)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        data = result.to_dict()
+        data["inputs"] = {
+            "files": len(loaded.sources),
+            "documents": [asdict(c) for c in loaded.conversions],
+        }
+        click.echo(json.dumps(data, ensure_ascii=False))
     elif result.answer is not None:
         click.echo(result.answer)
     if not quiet:
@@ -340,6 +372,22 @@ def ask(
             f"or read the trace: rlm-local runs show {result.run_id}"
         )
         ctx.exit(2)
+
+
+def _pdf_password(ask: bool, reads_stdin: bool) -> str | None:
+    """$RLM_LOCAL_PDF_PASSWORD, else with --password a hidden prompt on the terminal; never a
+    command-line value, which other users can read in the process list."""
+    from rlm_local.documents import PASSWORD_ENV
+
+    if env := os.environ.get(PASSWORD_ENV):
+        return env
+    if not ask:
+        return None
+    if reads_stdin or not sys.stdin.isatty():
+        raise RlmLocalError(
+            f"--password asks at a terminal, and there is none here; set {PASSWORD_ENV} instead."
+        )
+    return click.prompt("PDF password", hide_input=True, err=True) or None
 
 
 # -- models -------------------------------------------------------------------------------------

@@ -133,6 +133,11 @@ class Settings:
     def runs_dir(self) -> Path:
         return self.home / "runs"
 
+    @property
+    def documents_dir(self) -> Path:
+        """Texts extracted from PDFs, DOCX, ... by the file's sha256 (rlm_local.documents)."""
+        return self.home / "documents"
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

@@ -183,3 +183,31 @@ def test_chunked_combines_only_the_partial_answers_the_root_window_holds(tmp_hom
     assert "- part 1: the number is 0000000" in combine[1]["content"]
     assert f"- part {kept}: " in combine[1]["content"]
     assert f"- part {kept + 1}: " not in combine[1]["content"]
+
+
+def test_documents_benchmark_smoke(
+    tmp_path: Path, tmp_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Extraction timing on a small PDF, and the answering path with scripted models."""
+    from benchmarks import documents
+
+    documents.main(["extract", "--pages", "6", "--needle-page", "4", "--libraries", "pypdfium2"])
+    printed = capsys.readouterr().out
+    assert "| pypdfium2 |" in printed and "| 6 |" in printed and "| 4 |" in printed
+    assert "from the document cache" in printed and "HTML main text" in printed
+    out = tmp_path / "r"
+    documents.main(["answer", "--pages", "6", "--n", "2", "--scripted", "--out", str(out),
+                    "--home", str(tmp_home)])  # fmt: skip
+    rows = [json.loads(line) for line in (out / "documents.jsonl").read_text().splitlines()]
+    assert [r["number_right"] for r in rows] == [True, True]  # the scripted root greps 7 digits
+    assert all(r["converter"][0]["converter"] == "pypdfium2" for r in rows)
+    assert all(r["cached_extract_seconds"] <= r["extract_seconds"] for r in rows)
+
+
+def test_reading_order_score() -> None:
+    from benchmarks.documents import order_score
+
+    expected = ["alpha one", "beta two", "gamma three"]
+    assert order_score("alpha one\nbeta two\ngamma three", expected) == 1.0
+    assert order_score("gamma three beta two alpha one", expected) == pytest.approx(1 / 3)
+    assert order_score("alpha one gamma three", expected) == pytest.approx(2 / 3)

@@ -1,4 +1,8 @@
-"""Files, directories or stdin become the sandbox's `context`: a str, or a dict path -> text."""
+"""Files, directories or stdin become the sandbox's `context`: a str, or a dict path -> text.
+
+Plain text is decoded here; documents (PDF, DOCX, XLSX, HTML, e-mail, ...) are recognised by
+their content and converted by rlm_local.documents, once: their text is cached by sha256.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlm_local.documents import (
+    Conversion,
+    ConvertOptions,
+    DocumentError,
+    detect,
+    read_document,
+)
 from rlm_local.errors import InputError
 
 DEFAULT_EXCLUDES = (
@@ -21,7 +32,6 @@ DEFAULT_EXCLUDES = (
     ".venv/*",
     "*/.venv/*",
 )
-SNIFF_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,13 @@ class InputOptions:
     exclude: tuple[str, ...] = ()
     max_file_mb: float = 64.0  # larger files are skipped with a notice
     max_total_mb: float | None = None  # None: a quarter of the machine's memory
+    documents_cache: Path | None = None  # where converted documents' texts are kept; None: not
+    password: str | None = field(default=None, repr=False)  # for encrypted PDFs; never recorded
+    ocr: bool = False  # PDF pages without a text layer go to tesseract
+
+    @property
+    def convert(self) -> ConvertOptions:
+        return ConvertOptions(password=self.password, ocr=self.ocr)
 
 
 @dataclass
@@ -37,6 +54,7 @@ class LoadedInput:
     context: str | dict[str, str]
     sources: list[str]
     notices: list[str] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)  # documents only, not plain text
 
     @property
     def total_chars(self) -> int:
@@ -54,19 +72,7 @@ def _memory_budget_bytes(options: InputOptions) -> int:
         return 4 << 30
 
 
-def _read_text(path: Path, notices: list[str], max_bytes: int) -> str | None:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            notices.append(f"skipped {path}: {size >> 20} MiB is over the per-file limit")
-            return None
-        data = path.read_bytes()
-    except OSError as exc:
-        notices.append(f"skipped {path}: {exc.strerror}")
-        return None
-    if b"\x00" in data[:SNIFF_BYTES]:
-        notices.append(f"skipped {path}: binary file")
-        return None
+def _decode(path: Path, data: bytes, notices: list[str]) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -77,6 +83,44 @@ def _read_text(path: Path, notices: list[str], max_bytes: int) -> str | None:
             return None
         notices.append(f"{path}: {bad} undecodable bytes replaced")
         return text
+
+
+@dataclass
+class _Reading:
+    """What reading the files produced besides their texts."""
+
+    notices: list[str] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)
+    refusals: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of documents
+
+
+def _read_file(
+    key: str, path: Path, options: InputOptions, max_bytes: int, out: _Reading
+) -> str | None:
+    """The file's text, or None with a notice saying why it was skipped."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            out.notices.append(f"skipped {path}: {size >> 20} MiB is over the per-file limit")
+            return None
+        data = path.read_bytes()
+    except OSError as exc:
+        out.notices.append(f"skipped {path}: {exc.strerror}")
+        return None
+    found = detect(path.name, data)
+    if found.kind == "text":
+        if found.note:
+            out.notices.append(f"{path}: {found.note}")
+        return _decode(path, data, out.notices)
+    try:
+        text, conversion = read_document(key, data, found, options.convert, options.documents_cache)
+    except DocumentError as exc:
+        out.notices.append(f"skipped {path}: {exc}")
+        out.refusals.append((str(path), str(exc)))
+        return None
+    out.conversions.append(conversion)
+    out.notices.extend(f"{path}: {note}" for note in conversion.notes)
+    return text
 
 
 def _matches(rel: str, patterns: Iterable[str]) -> bool:
@@ -129,9 +173,10 @@ def load_inputs(paths: list[str], options: InputOptions | None = None) -> Loaded
 
     single_file = len(paths) == 1 and Path(paths[0]).expanduser().is_file()
     texts: dict[str, str] = {}
+    reading = _Reading(notices)
     total = 0
     for key, path in files.items():
-        text = _read_text(path, notices, max_file)
+        text = _read_file(key, path, options, max_file, reading)
         if text is None:
             continue
         total += len(text)
@@ -142,10 +187,12 @@ def load_inputs(paths: list[str], options: InputOptions | None = None) -> Loaded
             )
         texts[key] = text
     if not texts:
+        if len(files) == 1 and reading.refusals:
+            where, why = reading.refusals[0]
+            raise InputError(f"{where} cannot be read: {why}.")
         why = f" ({'; '.join(notices[:3])})" if notices else ""
         raise InputError(f"None of the inputs holds readable text{why}.")
     if not any(t.strip() for t in texts.values()):
         raise InputError("The input is empty: there is nothing to ask about.")
-    if single_file:
-        return LoadedInput(next(iter(texts.values())), list(texts), notices)
-    return LoadedInput(texts, list(texts), notices)
+    context: str | dict[str, str] = next(iter(texts.values())) if single_file else texts
+    return LoadedInput(context, list(texts), notices, reading.conversions)
