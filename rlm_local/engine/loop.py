@@ -18,6 +18,7 @@ from typing import Any, Literal
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
 from rlm_local.engine import labels as labeling
 from rlm_local.engine import prompts
+from rlm_local.engine.carryover import Carryover
 from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
 
@@ -168,12 +169,14 @@ class Engine:
         cache: CallCache | None,
         options: RunOptions,
         labeller: ChatModel | None = None,
+        carryover: Carryover | None = None,
     ) -> None:
         self.root = root
         self.sub = sub
         self.labeller = labeller or sub
         self.cache = cache
         self.options = options
+        self.carryover = carryover or Carryover()  # a session's sandbox and earlier answers
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -220,11 +223,13 @@ class Engine:
         return "direct" if tokens <= self.options.direct_max_tokens else "rlm"
 
     def _direct(self, question: str, context: str | dict[str, str], run: _Run) -> str:
+        messages = prompts.direct_messages(question, context)
+        messages[-1]["content"] = self.carryover.preface(0, messages[-1]["content"])
         try:
             call = cached_chat(
                 self.root,
                 self.cache,
-                prompts.direct_messages(question, context),
+                messages,
                 max_tokens=self.options.root_max_tokens,
             )
         except ContextOverflowError as exc:
@@ -252,7 +257,7 @@ class Engine:
         stuck_turns = 0  # turns whose code, after resampling, had already run
         last_final: str | None = None  # a pushed-back answer, kept if nothing better comes
         values_seen = False  # has the model seen printed output of code it wrote yet?
-        with Sandbox(context, bridge=bridge, limits=limits) as sandbox:
+        with self.carryover.opener(depth)(context, bridge, limits) as sandbox:
             searched = ""
             first_step = self._first_step(question, context, record_keys)
             if first_step is not None:
@@ -277,7 +282,12 @@ class Engine:
             records_example = bool(record_keys) and not labelled
             messages = [
                 {"role": "system", "content": prompts.root_system(records=records_example)},
-                {"role": "user", "content": prompts.first_turn(question, description, searched)},
+                {
+                    "role": "user",
+                    "content": self.carryover.preface(
+                        depth, prompts.first_turn(question, description, searched)
+                    ),
+                },
             ]
             for turn in range(1, opts.max_turns + 1):
                 reason = self._last_turn_reason(turn, run)
