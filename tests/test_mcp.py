@@ -133,7 +133,7 @@ def test_tools_a_successful_ask_with_progress_and_the_runs(tmp_home: Path, tree:
     assert "path" not in runs[0] and runs[0]["answer"] == "4417"
 
     async def more(client: Client) -> Any:
-        shown = await client.call_tool("show_run", {"run_id": answer["run_id"][:15]})
+        shown = await client.call_tool("show_run", {"run_id": answer["run_id"][:-3]})
         last = await client.call_tool("show_run", {"run_id": "last"})
         private = await client.call_tool("show_run", {"run_id": api_run})
         return shown, last, private, await client.call_tool("list_runs", {"limit": 5})
@@ -141,6 +141,7 @@ def test_tools_a_successful_ask_with_progress_and_the_runs(tmp_home: Path, tree:
     api_run = list_runs(load_settings().runs_dir)[0].run_id
     assert api_run != answer["run_id"]
     shown, last, private, listed_again = _session(server, more)
+    assert not shown.is_error, _text(shown)  # a unique prefix of the id names the run
     run = shown.structured_content
     assert run == last.structured_content
     assert run["question"] == "What is the secret code?" and run["answer"] == "4417"
