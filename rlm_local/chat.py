@@ -95,16 +95,20 @@ def chat_loop(session: Session, io: ChatIO) -> int:
     answered = 0
     while (question := _question(io)) is not None:
         cancel = threading.Event()
-        with io.progress() as progress:
+        result: RunResult | None = None
+        failure = ""
+        with io.progress() as progress:  # closed before anything is printed below
             try:
-                work = _asking(session, question, progress, cancel)
-                result = interruptible(work, cancel, io.note)
+                result = interruptible(
+                    _asking(session, question, progress, cancel), cancel, io.note
+                )
             except RunCancelled:
-                io.note("Stopped. Ask another question, or exit.")
-                continue
+                failure = "Stopped. Ask another question, or exit."
             except RlmLocalError as exc:
-                io.note(f"Error: {exc}")
-                continue
+                failure = f"Error: {exc}"
+        if result is None:
+            io.note(failure)
+            continue
         io.answer(result)
         answered += 1
     return answered

@@ -169,3 +169,43 @@ def test_chat_refuses_bad_inputs_in_one_sentence(tmp_home: Path, tmp_path: Path)
     assert no_models.returncode == 1 and "models pull" in no_models.stderr
     for result in (stdin_input, missing, no_models):
         assert "Traceback" not in result.stderr
+
+
+def test_at_a_terminal_the_prompt_has_history_kept_between_sessions(
+    tmp_home: Path, tmp_path: Path
+) -> None:
+    """A real pseudo-terminal: readline is used, and the questions land in chat_history."""
+    import pty
+    import select
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text(TEXT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        "CHAT_MARKER": str(tmp_path / "marker"),
+    }
+    argv = [sys.executable, str(REPO / "tests" / "chat_scripted.py"), "chat", str(notes)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command on the terminal
+        os.execve(sys.executable, [*argv, "--mode", "rlm"], env)
+    seen = b""
+
+    def until(text: bytes, times: int = 1) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while seen.count(text) < times and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    seen += os.read(fd, 4096)
+        assert seen.count(text) >= times, seen.decode(errors="replace")
+
+    until(b"? ")
+    os.write(fd, b"second?\r")
+    until(b"the second answer")
+    until(b"\n? ", 2)  # the next prompt
+    os.write(fd, b"\x04")  # Ctrl-D
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.WEXITSTATUS(status) == 0, seen.decode(errors="replace")
+    assert (tmp_home / "chat_history").read_text().splitlines()[-1] == "second?"
