@@ -821,7 +821,8 @@ def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
     if run.answer is not None:
         tree.add(Text.assemble(("answer: ", "bold green"), _cut(run.answer, limit)))
     else:
-        tree.add(Text("no answer" if run.status == "no_answer" else "unfinished", "bold red"))
+        ending = {"no_answer": "no answer", "cancelled": "cancelled"}.get(run.status, "unfinished")
+        tree.add(Text(ending, "bold red"))
     out.print(tree)
     err.print(f"[dim]trace {escape(str(run.path))} · `rlm-local runs html {run.run_id}`[/dim]")
 
