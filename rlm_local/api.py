@@ -7,32 +7,25 @@ print(result.answer)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlm_local.cache import CallCache, ChatModel
 from rlm_local.config import Settings, load_settings
 from rlm_local.documents import Conversion
 from rlm_local.engine import Engine, RunOptions, RunResult
+from rlm_local.engine.carryover import Carryover
+from rlm_local.errors import RunCancelled
 from rlm_local.models import ModelStore
 from rlm_local.models.backend import BackendOptions, LocalModel
 from rlm_local.trace import TraceWriter, new_run_id
 
+if TYPE_CHECKING:
+    from rlm_local.session import Session
 
-def _with_inputs(
-    trace: TraceWriter, documents: list[Conversion]
-) -> Callable[[dict[str, Any]], None]:
-    """The trace listener, writing which converter read each document right after run_start
-    (the first line stays run_start, which `runs list` reads alone)."""
-    event = {"type": "inputs", "documents": [asdict(d) for d in documents]}
-
-    def record(item: dict[str, Any]) -> None:
-        trace(item)
-        if item.get("type") == "run_start":
-            trace(event)
-
-    return record
+Listener = Callable[[dict[str, Any]], None]
 
 
 class RLM:
@@ -105,28 +98,67 @@ class RLM:
         question: str,
         context: str | dict[str, str],
         *,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Listener | None = None,
         options: RunOptions | None = None,
         documents: list[Conversion] | None = None,
+        cancel: threading.Event | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Answer one question; the run's trace is written to runs/<id>.jsonl as it goes.
 
-        `documents` (LoadedInput.conversions) is recorded in the trace as an `inputs` event.
+        Setting `cancel` (from another thread) stops the run at its next step (turn, cell or
+        sub-call) with RunCancelled; model calls made so far stay cached. `record` (e.g. the
+        input paths) and `documents` (LoadedInput.conversions: which converter read each file)
+        are written to the trace after run_start as an "inputs" event.
         """
+        if documents:
+            record = {**(record or {}), "documents": [asdict(d) for d in documents]}
+        return self.run(question, context, on_event, options, cancel, record, Carryover())
+
+    def run(
+        self,
+        question: str,
+        context: str | dict[str, str],
+        on_event: Listener | None,
+        options: RunOptions | None,
+        cancel: threading.Event | None,
+        record: Mapping[str, Any] | None,
+        carryover: Carryover,
+    ) -> RunResult:
+        """`ask` with what a session carries over between questions (see rlm_local.session)."""
         # Resolve every model first: a missing model fails before any work.
         root, sub, labeller = self.root, self.sub, self.labeller
-        engine = Engine(root, sub, self.cache, options or self.options, labeller=labeller)
+        engine = Engine(
+            root, sub, self.cache, options or self.options, labeller=labeller, carryover=carryover
+        )
         run_id = new_run_id()
         trace = TraceWriter(self.settings.runs_dir, run_id)
-        recorder = _with_inputs(trace, documents) if documents else trace
-        listeners = [recorder] + ([on_event] if on_event else [])
+        listeners: list[Listener] = [_recording(trace, record)]
+        listeners += [on_event] if on_event else []
+        listeners += [_stop_when_set(cancel)] if cancel is not None else []
         try:
+            if cancel is not None and cancel.is_set():
+                raise RunCancelled("The run was cancelled before it started.")
             result = engine.run(question, context, listeners)
+        except RunCancelled:
+            trace({"type": "cancelled"})
+            raise
         finally:
             trace.close()
         result.run_id = run_id
         result.trace_path = str(trace.path)
         return result
+
+    def session(self, context: str | dict[str, str]) -> Session:
+        """Follow-up questions on one input: one sandbox worker, earlier answers remembered.
+
+        with rlm.session(text) as chat:
+            chat.ask("Who wrote it?")
+            chat.ask("And when?")
+        """
+        from rlm_local.session import Session
+
+        return Session(self, context)
 
     def close(self) -> None:
         for model in {id(m): m for m in (self._root, self._sub, self._labeller)}.values():
@@ -141,3 +173,25 @@ class RLM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _recording(trace: TraceWriter, record: Mapping[str, Any] | None) -> Listener:
+    """The trace listener; `record` goes in as an "inputs" event right after run_start."""
+
+    def listen(event: dict[str, Any]) -> None:
+        trace(event)
+        if record is not None and event.get("type") == "run_start":
+            trace({"type": "inputs", **record})
+
+    return listen
+
+
+def _stop_when_set(cancel: threading.Event) -> Listener:
+    """Raises RunCancelled at the next event once `cancel` is set, except at the run's end: a
+    finished answer is kept."""
+
+    def listen(event: dict[str, Any]) -> None:
+        if cancel.is_set() and event.get("type") != "run_end":
+            raise RunCancelled("The run was cancelled.")
+
+    return listen

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,140 +168,190 @@ class _Progress:
         )
 
 
+_RUN_FLAGS = (
+    click.option("--root", help="Root model: a name from `models list` or a .gguf path."),
+    click.option("--sub", help="Sub-model for llm_query: a name or a .gguf path."),
+    click.option(
+        "--labeller", help="Model for classify: a name or a .gguf path (default: the root model)."
+    ),
+    click.option("--profile", help="A model pair from models.toml [profiles] (e.g. large)."),
+    click.option(
+        "--mode",
+        type=click.Choice(["auto", "rlm", "direct"]),
+        default="auto",
+        show_default=True,
+        help="direct: the root model reads the whole input; auto: direct only for short inputs.",
+    ),
+    click.option(
+        "--max-turns",
+        type=click.IntRange(1, 200),
+        default=10,
+        show_default=True,
+        help="Root-model turns; the last one asks for the best answer so far.",
+    ),
+    click.option(
+        "--max-sub-calls",
+        type=click.IntRange(0, 100000),
+        default=100,
+        show_default=True,
+        help="Sub-model calls allowed in the whole run (llm_query; one per classify batch; one "
+        "per rlm_query run).",
+    ),
+    click.option(
+        "--max-seconds",
+        type=click.FloatRange(1),
+        default=1800.0,
+        show_default=True,
+        help="Wall-clock budget of the run.",
+    ),
+    click.option(
+        "--max-depth",
+        type=click.IntRange(0, 5),
+        default=1,
+        show_default=True,
+        help="Levels of rlm_query recursion; at the limit rlm_query becomes llm_query.",
+    ),
+    click.option(
+        "--no-label-vote",
+        is_flag=True,
+        help="classify labels each text once, instead of in up to 3 batches by majority (faster).",
+    ),
+    click.option(
+        "--root-grammar",
+        is_flag=True,
+        help="Hold each root turn to code whose last line prints or answers (a llama.cpp "
+        "grammar): fewer turns, slower tokens.",
+    ),
+    click.option(
+        "--cell-timeout",
+        type=click.FloatRange(0.5),
+        default=60.0,
+        show_default=True,
+        help="Seconds one code cell may run before its worker is replaced.",
+    ),
+    click.option(
+        "--cell-bridge-calls",
+        type=click.IntRange(0),
+        default=1000,
+        show_default=True,
+        help="Calls of llm_query, rlm_query, classify, ... one code cell may make.",
+    ),
+    click.option(
+        "--cell-bridge-seconds",
+        type=click.FloatRange(1),
+        default=900.0,
+        show_default=True,
+        help="Seconds of such calls in one code cell, after which it may make no more.",
+    ),
+    click.option("--include", multiple=True, help="Glob of files to read from directories."),
+    click.option("--exclude", multiple=True, help="Glob of files to skip."),
+    click.option(
+        "--max-file-mb",
+        type=click.FloatRange(0.001),
+        default=64.0,
+        show_default=True,
+        help="Larger input files are skipped with a notice.",
+    ),
+    click.option(
+        "--password",
+        "ask_password",
+        is_flag=True,
+        help="Ask at a prompt for the password of encrypted PDFs (or set "
+        "$RLM_LOCAL_PDF_PASSWORD); it is never written to the trace or the cache.",
+    ),
+    click.option(
+        "--ocr",
+        is_flag=True,
+        help="Read PDF pages without a text layer with tesseract (it must be installed).",
+    ),
+    click.option(
+        "--no-cache",
+        is_flag=True,
+        help="Neither read nor write the caches (model calls, texts of converted documents).",
+    ),
+    click.option(
+        "-v", "--verbose", is_flag=True, help="Show each cell's code and output on stderr."
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+)
+
+
+def _run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The model, budget and input flags `ask` and `chat` share."""
+    for flag in reversed(_RUN_FLAGS):
+        command = flag(command)
+    return command
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    settings: Settings
+    options: Any  # RunOptions (imported late, with the engine)
+    context: str | dict[str, str]
+    documents: list[Any]  # Conversion: which converter read each document, and how long
+    files: int  # files read
+
+
+def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any]) -> _Prepared:
+    """Settings, run options and the loaded input from the shared flags."""
+    from rlm_local.engine import InputOptions, RunOptions, load_inputs
+    from rlm_local.sandbox import SandboxLimits
+
+    settings = _settings(
+        ctx,
+        root=flags["root"],
+        sub=flags["sub"],
+        labeller=flags["labeller"],
+        profile=flags["profile"],
+        use_cache=not flags["no_cache"],
+    )
+    loaded = load_inputs(
+        list(inputs),
+        InputOptions(
+            include=flags["include"],
+            exclude=flags["exclude"],
+            max_file_mb=flags["max_file_mb"],
+            documents_cache=None if flags["no_cache"] else settings.documents_dir,
+            password=_pdf_password(flags["ask_password"], reads_stdin=inputs == ("-",)),
+            ocr=flags["ocr"],
+        ),
+    )
+    for notice in loaded.notices:
+        err.print(f"[yellow]note:[/yellow] {escape(notice)}")
+    options = RunOptions(
+        mode=flags["mode"],
+        max_turns=flags["max_turns"],
+        max_sub_calls=flags["max_sub_calls"],
+        max_seconds=flags["max_seconds"],
+        max_depth=flags["max_depth"],
+        vote_labels=not flags["no_label_vote"],
+        root_grammar=flags["root_grammar"],
+        sandbox=SandboxLimits(
+            wall_seconds=flags["cell_timeout"],
+            bridge_calls=flags["cell_bridge_calls"],
+            bridge_seconds=flags["cell_bridge_seconds"],
+        ),
+    )
+    return _Prepared(settings, options, loaded.context, loaded.conversions, len(loaded.sources))
+
+
+def _run_footer(result: Any) -> None:
+    s = result.stats
+    err.print(
+        f"[dim]{result.mode} · {_count(s.turns, 'turn')} · {_count(s.sub_calls, 'sub-call')} · "
+        f"{_count(s.cache_hits, 'cache hit')} · {result.seconds:.1f} s · "
+        f"trace {escape(str(result.trace_path))}[/dim]"
+    )
+
+
 @cli.command()
 @click.argument("question")
 @click.argument("inputs", nargs=-1)
-@click.option("--root", help="Root model: a name from `models list` or a .gguf path.")
-@click.option("--sub", help="Sub-model for llm_query: a name or a .gguf path.")
-@click.option(
-    "--labeller", help="Model for classify: a name or a .gguf path (default: the root model)."
-)
-@click.option("--profile", help="A model pair from models.toml [profiles] (e.g. large).")
-@click.option(
-    "--mode",
-    type=click.Choice(["auto", "rlm", "direct"]),
-    default="auto",
-    show_default=True,
-    help="direct: the root model reads the whole input; auto: direct only for short inputs.",
-)
-@click.option(
-    "--max-turns",
-    type=click.IntRange(1, 200),
-    default=10,
-    show_default=True,
-    help="Root-model turns; the last one asks for the best answer so far.",
-)
-@click.option(
-    "--max-sub-calls",
-    type=click.IntRange(0, 100000),
-    default=100,
-    show_default=True,
-    help="Sub-model calls allowed in the whole run (llm_query; one per classify batch; one per "
-    "rlm_query run).",
-)
-@click.option(
-    "--max-seconds",
-    type=click.FloatRange(1),
-    default=1800.0,
-    show_default=True,
-    help="Wall-clock budget of the run.",
-)
-@click.option(
-    "--max-depth",
-    type=click.IntRange(0, 5),
-    default=1,
-    show_default=True,
-    help="Levels of rlm_query recursion; at the limit rlm_query becomes llm_query.",
-)
-@click.option(
-    "--no-label-vote",
-    is_flag=True,
-    help="classify labels each text once, instead of in up to 3 batches by majority (faster).",
-)
-@click.option(
-    "--root-grammar",
-    is_flag=True,
-    help="Hold each root turn to code whose last line prints or answers (a llama.cpp grammar): "
-    "fewer turns, slower tokens.",
-)
-@click.option(
-    "--cell-timeout",
-    type=click.FloatRange(0.5),
-    default=60.0,
-    show_default=True,
-    help="Seconds one code cell may run before its worker is replaced.",
-)
-@click.option(
-    "--cell-bridge-calls",
-    type=click.IntRange(0),
-    default=1000,
-    show_default=True,
-    help="Calls of llm_query, rlm_query, classify, ... one code cell may make.",
-)
-@click.option(
-    "--cell-bridge-seconds",
-    type=click.FloatRange(1),
-    default=900.0,
-    show_default=True,
-    help="Seconds of such calls in one code cell, after which it may make no more.",
-)
-@click.option("--include", multiple=True, help="Glob of files to read from directories.")
-@click.option("--exclude", multiple=True, help="Glob of files to skip.")
-@click.option(
-    "--max-file-mb",
-    type=click.FloatRange(0.001),
-    default=64.0,
-    show_default=True,
-    help="Larger input files are skipped with a notice.",
-)
-@click.option(
-    "--password",
-    "ask_password",
-    is_flag=True,
-    help="Ask at a prompt for the password of encrypted PDFs (or set $RLM_LOCAL_PDF_PASSWORD); "
-    "it is never written to the trace or the cache.",
-)
-@click.option(
-    "--ocr",
-    is_flag=True,
-    help="Read PDF pages without a text layer with tesseract (it must be installed).",
-)
-@click.option(
-    "--no-cache",
-    is_flag=True,
-    help="Neither read nor write the caches (model calls, texts of converted documents).",
-)
+@_run_flags
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
-@click.option("-v", "--verbose", is_flag=True, help="Show each cell's code and output on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.pass_context
 def ask(
-    ctx: click.Context,
-    question: str,
-    inputs: tuple[str, ...],
-    root: str | None,
-    sub: str | None,
-    labeller: str | None,
-    profile: str | None,
-    mode: str,
-    max_turns: int,
-    max_sub_calls: int,
-    max_seconds: float,
-    max_depth: int,
-    no_label_vote: bool,
-    root_grammar: bool,
-    cell_timeout: float,
-    cell_bridge_calls: int,
-    cell_bridge_seconds: float,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-    max_file_mb: float,
-    ask_password: bool,
-    ocr: bool,
-    no_cache: bool,
-    as_json: bool,
-    verbose: bool,
-    quiet: bool,
+    ctx: click.Context, question: str, inputs: tuple[str, ...], as_json: bool, **flags: Any
 ) -> None:
     """Answer QUESTION about INPUT files, directories, or standard input ('-' or a pipe).
 
@@ -311,61 +361,31 @@ def ask(
     """
     # The engine (sandbox, llama.cpp) is imported here, so model and cache commands start fast.
     from rlm_local.api import RLM
-    from rlm_local.engine import InputOptions, RunOptions, load_inputs
-    from rlm_local.sandbox import SandboxLimits
 
     if not inputs:
         if sys.stdin.isatty():
             raise RlmLocalError("Give an input file or directory, or pipe text into rlm-local.")
         inputs = ("-",)
-    settings = _settings(
-        ctx, root=root, sub=sub, labeller=labeller, profile=profile, use_cache=not no_cache
-    )
-    loaded = load_inputs(
-        list(inputs),
-        InputOptions(
-            include=include,
-            exclude=exclude,
-            max_file_mb=max_file_mb,
-            documents_cache=None if no_cache else settings.documents_dir,
-            password=_pdf_password(ask_password, reads_stdin=inputs == ("-",)),
-            ocr=ocr,
-        ),
-    )
-    for notice in loaded.notices:
-        err.print(f"[yellow]note:[/yellow] {notice}")
-    options = RunOptions(
-        mode=mode,  # type: ignore[arg-type]
-        max_turns=max_turns,
-        max_sub_calls=max_sub_calls,
-        max_seconds=max_seconds,
-        max_depth=max_depth,
-        vote_labels=not no_label_vote,
-        root_grammar=root_grammar,
-        sandbox=SandboxLimits(
-            wall_seconds=cell_timeout,
-            bridge_calls=cell_bridge_calls,
-            bridge_seconds=cell_bridge_seconds,
-        ),
-    )
-    with RLM(settings, options) as rlm, _Progress(verbose, quiet or as_json) as progress:
-        result = rlm.ask(question, loaded.context, on_event=progress, documents=loaded.conversions)
+    prepared = _prepare(ctx, inputs, flags)
+    quiet = flags["quiet"]
+    with (
+        RLM(prepared.settings, prepared.options) as rlm,
+        _Progress(flags["verbose"], quiet or as_json) as progress,
+    ):
+        result = rlm.ask(
+            question, prepared.context, on_event=progress, documents=prepared.documents
+        )
     if as_json:
         data = result.to_dict()
         data["inputs"] = {
-            "files": len(loaded.sources),
-            "documents": [asdict(c) for c in loaded.conversions],
+            "files": prepared.files,
+            "documents": [asdict(c) for c in prepared.documents],
         }
         click.echo(json.dumps(data, ensure_ascii=False))
     elif result.answer is not None:
         click.echo(result.answer)
     if not quiet:
-        s = result.stats
-        err.print(
-            f"[dim]{result.mode} · {_count(s.turns, 'turn')} · {_count(s.sub_calls, 'sub-call')} · "
-            f"{_count(s.cache_hits, 'cache hit')} · {result.seconds:.1f} s · "
-            f"trace {result.trace_path}[/dim]"
-        )
+        _run_footer(result)
     if result.answer is None:
         err.print(
             "[red]No answer within the budget;[/red] raise --max-turns or --max-seconds, "
@@ -388,6 +408,116 @@ def _pdf_password(ask: bool, reads_stdin: bool) -> str | None:
             f"--password asks at a terminal, and there is none here; set {PASSWORD_ENV} instead."
         )
     return click.prompt("PDF password", hide_input=True, err=True) or None
+
+
+# -- chat -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@_run_flags
+@click.pass_context
+def chat(ctx: click.Context, inputs: tuple[str, ...], **flags: Any) -> None:
+    """Ask questions in a row about INPUTS, loaded once, at a prompt with line editing and history.
+
+    Each line is a question; the root model is told the earlier questions and answers, and the
+    sandbox worker (with the variables earlier code left) stays. Ctrl-C stops the current
+    answer; Ctrl-D or `exit` ends the session.
+    """
+    from rlm_local.api import RLM
+    from rlm_local.chat import ChatIO, chat_loop, history_file
+
+    if "-" in inputs:
+        raise RlmLocalError("chat reads questions from standard input; give input files instead.")
+    prepared = _prepare(ctx, inputs, flags)
+
+    def answer(result: Any) -> None:
+        if result.answer is not None:
+            click.echo(result.answer)
+        else:
+            err.print("[red]No answer within the budget.[/red]")
+        if not flags["quiet"]:
+            _run_footer(result)
+
+    def progress() -> _Progress:
+        return _Progress(flags["verbose"], flags["quiet"])
+
+    interactive = sys.stdin.isatty()
+    io = ChatIO(
+        read=input if interactive else _read_piped_line,
+        answer=answer,
+        note=lambda text: err.print(escape(text)),
+        progress=progress,
+    )
+    with RLM(prepared.settings, prepared.options) as rlm:
+        # Resolving the models first: a missing one ends the session before the first prompt.
+        _ = (rlm.root, rlm.sub, rlm.labeller)
+        with (
+            rlm.session(prepared.context) as session,
+            history_file(prepared.settings.home / "chat_history", enabled=interactive),
+        ):
+            if interactive:
+                err.print("[dim]Ask about the input; Ctrl-C stops an answer, Ctrl-D ends.[/dim]")
+            chat_loop(session, io)
+
+
+def _read_piped_line(prompt: str) -> str:
+    """input() without the prompt: questions piped in are not echoed back as prompts."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+# -- mcp ------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    required=True,
+    help="A directory the MCP client may read (repeat for more); nothing outside is read.",
+)
+@click.option("--profile", help="A model pair from models.toml [profiles] (e.g. large).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the model-call cache.")
+@click.option(
+    "--max-file-mb",
+    type=click.FloatRange(0.001),
+    default=64.0,
+    show_default=True,
+    help="Larger input files are skipped with a notice.",
+)
+@click.pass_context
+def mcp(
+    ctx: click.Context,
+    roots: tuple[str, ...],
+    profile: str | None,
+    no_cache: bool,
+    max_file_mb: float,
+) -> None:
+    """Serve `ask` and the runs to an MCP client (chat apps, editors, agents) over stdio.
+
+    The client starts this command itself; see the README for its configuration. Its tools:
+    ask (question, paths, budgets), list_runs and show_run.
+    """
+    from rlm_local.api import RLM
+    from rlm_local.engine import InputOptions
+
+    try:
+        from rlm_local.mcp_server import McpSettings, real_roots, serve
+    except ImportError as exc:
+        raise RlmLocalError(
+            f"The MCP server needs the mcp package ({exc}); install it with "
+            "pip install 'rlm-local[mcp]'."
+        ) from None
+
+    settings = _settings(ctx, profile=profile, use_cache=not no_cache)
+    served = McpSettings(real_roots(roots), InputOptions(max_file_mb=max_file_mb))
+    where = escape(", ".join(map(str, served.roots)))
+    err.print(f"[dim]rlm-local MCP server on stdio; it may read {where}[/dim]")
+    serve(RLM(settings), served)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -757,7 +887,8 @@ def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
     if run.answer is not None:
         tree.add(Text.assemble(("answer: ", "bold green"), _cut(run.answer, limit)))
     else:
-        tree.add(Text("no answer" if run.status == "no_answer" else "unfinished", "bold red"))
+        ending = {"no_answer": "no answer", "cancelled": "cancelled"}.get(run.status, "unfinished")
+        tree.add(Text(ending, "bold red"))
     out.print(tree)
     err.print(f"[dim]trace {escape(str(run.path))} · `rlm-local runs html {run.run_id}`[/dim]")
 

@@ -32,3 +32,11 @@ class ContextOverflowError(RlmLocalError):
 
 class InputError(RlmLocalError):
     pass
+
+
+class RunCancelled(BaseException):
+    """The caller stopped a run (Ctrl-C in chat, a cancelling MCP client).
+
+    A BaseException, like KeyboardInterrupt: raised from an event listener, it must pass through
+    the handlers that turn a bridge function's Exception into an error for the model's code.
+    """

@@ -62,7 +62,7 @@ class RunSummary:
     turns: int
     sub_calls: int
     seconds: float | None
-    status: str = "unfinished"  # answered, no_answer, or unfinished (no run_end: killed)
+    status: str = "unfinished"  # answered, no_answer, unfinished (no run_end: killed), cancelled
     mode: str | None = None
     cache_hits: int | None = None
 
@@ -140,8 +140,11 @@ def summarize(path: Path) -> RunSummary:
         end = next((e for e in events if e.get("type") == "run_end"), None)
         turns = sum(1 for e in events if e.get("type") == "turn")
         sub_calls = sum(1 for e in events if e.get("type") == "sub_call")
+        cancelled = any(e.get("type") == "cancelled" for e in events)
     else:
         turns, sub_calls = _int(end.get("turns")), _int(end.get("sub_calls"))
+        cancelled = False
+    unfinished = "cancelled" if cancelled else "unfinished"
     end = end or {}
     return RunSummary(
         run_id=path.stem,
@@ -152,7 +155,7 @@ def summarize(path: Path) -> RunSummary:
         turns=turns,
         sub_calls=sub_calls,
         seconds=_float(end.get("seconds")),
-        status=str(end.get("status") or ("unfinished" if not end else "answered")),
+        status=str(end.get("status") or (unfinished if not end else "answered")),
         mode=_str(end.get("mode") or start.get("mode")),
         cache_hits=_int(end["cache_hits"]) if "cache_hits" in end else None,
     )
@@ -298,7 +301,7 @@ class RunRecord:
     context: str
     options: dict[str, Any]
     answer: str | None
-    status: str  # answered, no_answer, unfinished
+    status: str  # answered, no_answer, unfinished, cancelled
     seconds: float | None
     stats: dict[str, Any]  # the run_end counters: turns, cells, sub_calls, cache_hits, ...
     turns: list[Turn]
@@ -432,6 +435,11 @@ class _TreeBuilder:
             self.read(event)
 
 
+def _unfinished(events: list[dict[str, Any]]) -> str:
+    """A run without run_end: stopped by its caller, or killed."""
+    return "cancelled" if any(e.get("type") == "cancelled" for e in events) else "unfinished"
+
+
 def load_run(path: Path) -> RunRecord:
     """A trace file as a tree: turns -> cells -> sub-calls and nested rlm_query runs."""
     try:
@@ -472,7 +480,7 @@ def load_run(path: Path) -> RunRecord:
         context=str(start.get("context", "")),
         options=options if isinstance(options, dict) else {},
         answer=_str((end or {}).get("answer")),
-        status=str((end or {}).get("status") or ("answered" if end else "unfinished")),
+        status=str((end or {}).get("status") or ("answered" if end else _unfinished(events))),
         seconds=_float((end or {}).get("seconds")),
         stats=stats,
         turns=builder.top,

@@ -58,10 +58,12 @@ def test_cache_commands(tmp_home: Path) -> None:
 
 
 def test_help_texts_exist() -> None:
-    for args in (["--help"], ["ask", "--help"], ["models", "--help"], ["cache", "--help"]):
+    commands = ("ask", "chat", "mcp", "models", "cache")
+    for args in (["--help"], *([command, "--help"] for command in commands)):
         result = _cli(*args)
         assert result.returncode == 0 and "Usage:" in result.stdout
     assert "--max-sub-calls" in _cli("ask", "--help").stdout
+    assert "--max-sub-calls" in _cli("chat", "--help").stdout
 
 
 def test_served_models_are_listed_with_their_servers(tmp_home: Path, tmp_path: Path) -> None:

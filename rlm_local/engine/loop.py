@@ -18,6 +18,7 @@ from typing import Any, Literal
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
 from rlm_local.engine import checks, prompts
 from rlm_local.engine import labels as labeling
+from rlm_local.engine.carryover import Carryover
 from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
 from rlm_local.sandbox.helpers import chunks
@@ -148,12 +149,14 @@ class Engine:
         cache: CallCache | None,
         options: RunOptions,
         labeller: ChatModel | None = None,
+        carryover: Carryover | None = None,
     ) -> None:
         self.root = root
         self.sub = sub
         self.labeller = labeller or sub
         self.cache = cache
         self.options = options
+        self.carryover = carryover or Carryover()  # a session's sandbox and earlier answers
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -200,11 +203,13 @@ class Engine:
         return "direct" if tokens <= self.options.direct_max_tokens else "rlm"
 
     def _direct(self, question: str, context: str | dict[str, str], run: _Run) -> str:
+        messages = prompts.direct_messages(question, context)
+        messages[-1]["content"] = self.carryover.preface(0, messages[-1]["content"])
         try:
             call = cached_chat(
                 self.root,
                 self.cache,
-                prompts.direct_messages(question, context),
+                messages,
                 max_tokens=self.options.root_max_tokens,
             )
         except ContextOverflowError as exc:
@@ -224,8 +229,12 @@ class Engine:
     ) -> str | None:
         opts = self.options
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
-        with Sandbox(context, bridge=self._bridge(question, depth, run), limits=limits) as box:
-            return _Session(self, question, depth, run, box).play(prompts.describe_context(context))
+        bridge = self._bridge(question, depth, run)
+        first = prompts.first_turn(question, prompts.describe_context(context))
+        with self.carryover.opener(depth)(context, bridge, limits) as box:
+            return _Session(self, question, depth, run, box).play(
+                self.carryover.preface(depth, first)
+            )
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
@@ -496,12 +505,12 @@ class _Session:
         self.values_seen = False  # has the model read printed output of its own code yet?
         self.shown: list[str] = []  # the outputs the model was shown, for checks.review
 
-    def play(self, description: str) -> str | None:
+    def play(self, first_message: str) -> str | None:
         """The turn cycle: the root model writes a cell, the sandbox runs it, and the output (or
         the reason an answer was sent back) is the next message, until an answer is accepted."""
         self.messages = [
             {"role": "system", "content": prompts.root_system()},
-            {"role": "user", "content": prompts.first_turn(self.question, description)},
+            {"role": "user", "content": first_message},
         ]
         for turn in range(1, self.engine.options.max_turns + 1):
             reason = self._last_turn_reason(turn)
