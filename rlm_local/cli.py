@@ -223,6 +223,11 @@ _RUN_FLAGS = (
         "grammar): fewer turns, slower tokens.",
     ),
     click.option(
+        "--no-first-search",
+        is_flag=True,
+        help="Do not search the input for the question before the first turn.",
+    ),
+    click.option(
         "--cell-timeout",
         type=click.FloatRange(0.5),
         default=60.0,
@@ -326,6 +331,7 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
         max_depth=flags["max_depth"],
         vote_labels=not flags["no_label_vote"],
         root_grammar=flags["root_grammar"],
+        first_search=not flags["no_first_search"],
         sandbox=SandboxLimits(
             wall_seconds=flags["cell_timeout"],
             bridge_calls=flags["cell_bridge_calls"],

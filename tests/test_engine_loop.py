@@ -19,7 +19,7 @@ TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
 
 
 def _rlm(tmp_home: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts) -> RLM:
-    options = RunOptions(mode="rlm", **opts)
+    options = RunOptions(mode="rlm", **{"first_search": False, **opts})
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
     return RLM(load_settings(), options, root=root, sub=sub)
 
@@ -39,7 +39,7 @@ def test_final_from_code(tmp_home: Path) -> None:
     assert "Does this output answer the question: What is the secret code?" in second_prompt
     first_prompt = root.calls[0][1]["content"]
     assert "str of 1,000 characters" in first_prompt  # a description and a short preview
-    assert TEXT[:400] not in first_prompt
+    assert TEXT not in first_prompt  # a search shows a piece, never the whole input
 
 
 def test_final_var_and_trace(tmp_home: Path) -> None:
@@ -376,3 +376,21 @@ def test_ask_each_asks_the_sub_model_about_every_piece(tmp_home: Path) -> None:
     root = ScriptedModel(["print(ask_each('q', ['line of text\\n' * 1000]))", "FINAL('ok')"])
     _rlm(tmp_home, root, sub).ask("q?", TEXT)
     assert "['part | part | part']" in _last_user(root, 1)
+
+
+def test_the_question_is_searched_for_before_the_first_turn(tmp_home: Path) -> None:
+    filler = "\n".join(f"Line {i}: the weather was mild and nothing happened." for i in range(400))
+    text = filler + "\nThe vault code for the north gate is 5521.\n" + filler
+    question = "What is the vault code for the north gate?"
+    root = ScriptedModel(["FINAL('5521')"])
+    result = _rlm(tmp_home, root, first_search=True).ask(question, text)
+    assert result.answer == "5521" and result.stats.cells == 2  # the search, then the answer
+    first = _last_user(root, 0)
+    assert "The vault code for the north gate is 5521." in first
+    assert first.rstrip().endswith("write code for the next step.")
+    events = read_trace(Path(result.trace_path))
+    (step,) = [e for e in events if e["type"] == "first_step"]
+    assert step["turn"] == 0 and step["code"].startswith("print(search(")
+    root = ScriptedModel(["FINAL('none')", "FINAL('x')"])  # nothing shares a word: no output shown
+    _rlm(tmp_home, root, first_search=True).ask("zzz qqq?", text)
+    assert "best match" not in _last_user(root, 0)

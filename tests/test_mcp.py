@@ -48,7 +48,9 @@ def tree(tmp_path: Path) -> Path:
 
 def _server(root_dir: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts: Any):
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
-    rlm = RLM(load_settings(), RunOptions(mode="rlm", **opts), root=root, sub=sub)
+    rlm = RLM(
+        load_settings(), RunOptions(mode="rlm", first_search=False, **opts), root=root, sub=sub
+    )
     return build_server(rlm, McpSettings(real_roots([str(root_dir)]))), rlm
 
 
@@ -118,7 +120,7 @@ def test_tools_a_successful_ask_with_progress_and_the_runs(tmp_home: Path, tree:
     assert answer["turns"] == 2 and "evidence" not in answer
     messages = [m for _, m in progress]
     assert messages[0] == (
-        "started in rlm mode: `context` is a str of 1,000 characters (about 250 tokens) in one line"
+        "started in rlm mode: `context` is a str of 1,000 characters (about 250 tokens) in one line."
     )
     assert "turn 1/4: the root model wrote code" in messages
     assert "turn 1's code ran" in messages and "turn 2/4: the root model wrote code" in messages

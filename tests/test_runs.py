@@ -82,10 +82,17 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         mp.setenv("RLM_LOCAL_CONFIG", env["RLM_LOCAL_CONFIG"])
         settings = load_settings()
         sub = ScriptedModel(answer=_sub_answer)
-        with RLM(settings, RunOptions(mode="rlm"), root=ScriptedModel(ROOT_SCRIPT), sub=sub) as r:
+        with RLM(
+            settings,
+            RunOptions(mode="rlm", first_search=False),
+            root=ScriptedModel(ROOT_SCRIPT),
+            sub=sub,
+        ) as r:
             full = r.ask(HOSTILE_QUESTION, DOCUMENT)
         root = ScriptedModel(["print(1)", "print(2)"])
-        with RLM(settings, RunOptions(mode="rlm", max_turns=2), root=root, sub=sub) as r:
+        with RLM(
+            settings, RunOptions(mode="rlm", max_turns=2, first_search=False), root=root, sub=sub
+        ) as r:
             no_answer = r.ask("Which turn?", DOCUMENT)
         with RLM(settings, RunOptions(mode="direct"), root=ScriptedModel(["4417"]), sub=sub) as r:
             direct = r.ask("Short one?", "The secret code is 4417.")
@@ -135,14 +142,14 @@ def test_load_run_nests_turns_cells_sub_calls(recorded: Recorded) -> None:
     assert five.cell is not None and five.cell.final == run.answer
     # Every sub-call of the trace is in the tree once, numbered in trace order.
     assert [c.index for c in run.sub_calls] == list(range(1, 7))
-    assert run.stats["sub_calls"] == 6 and run.stats["turns"] == 7
+    assert run.stats["sub_calls"] == 7 and run.stats["turns"] == 7
 
 
 def test_summaries_and_lookup(recorded: Recorded) -> None:
     summaries = list_runs(recorded.runs_dir)
     assert [s.run_id for s in summaries] == recorded.ids[::-1]  # newest first
     full = next(s for s in summaries if s.run_id == recorded.ids[0])
-    assert (full.turns, full.sub_calls, full.status) == (7, 6, "answered")
+    assert (full.turns, full.sub_calls, full.status) == (7, 7, "answered")
     assert next(s for s in summaries if s.run_id == recorded.ids[1]).status == "no_answer"
     assert find_run(recorded.runs_dir, "last") == recorded.direct
     assert find_run(recorded.runs_dir, recorded.ids[0]) == recorded.full
@@ -192,7 +199,9 @@ def test_compaction_and_direct_mode_in_the_tree(tmp_home: Path) -> None:
         ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1700
     )
     sub = ScriptedModel(answer=_sub_answer)
-    with RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=sub) as rlm:
+    with RLM(
+        load_settings(), RunOptions(mode="rlm", first_search=False), root=root, sub=sub
+    ) as rlm:
         result = rlm.ask("q?", DOCUMENT)
     run = load_run(Path(str(result.trace_path)))
     assert [t.compacted for t in run.turns] == [False, False, True]
@@ -218,12 +227,12 @@ def test_runs_list_table_and_json(recorded: Recorded) -> None:
     assert [r.split()[0] for r in rows] == recorded.ids[::-1]
     full_row = next(r for r in rows if r.startswith(recorded.ids[0]))
     assert "What is the code?" in full_row and "4417" in full_row
-    assert full_row.split()[-3:-1] == ["7", "6"]
+    assert full_row.split()[-3:-1] == ["7", "7"]
     assert "(no answer)" in next(r for r in rows if r.startswith(recorded.ids[1]))
 
     data = json.loads(_cli(recorded, "runs", "list", "--json").stdout)
     assert [d["id"] for d in data] == recorded.ids[::-1]
-    assert data[-1]["question"] == HOSTILE_QUESTION and data[-1]["sub_calls"] == 6
+    assert data[-1]["question"] == HOSTILE_QUESTION and data[-1]["sub_calls"] == 7
     assert data[-1]["started"][:2] == "20" and data[-1]["seconds"] > 0
     assert _cli(recorded, "runs", "list", "-n", "1", "--json").stdout.count('"id"') == 1
 

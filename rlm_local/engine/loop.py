@@ -44,6 +44,7 @@ class RunOptions:
     sub_max_tokens: int = 256
     vote_labels: bool = True  # classify labels each text in up to 3 batches (labels.vote)
     root_grammar: bool = False  # root turns under prompts.ROOT_GRAMMAR
+    first_search: bool = True  # search the input for the question before the first turn
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
@@ -230,11 +231,12 @@ class Engine:
         opts = self.options
         limits = SandboxLimits(**{**asdict(opts.sandbox), "output_chars": opts.output_chars})
         bridge = self._bridge(question, depth, run)
-        first = prompts.first_turn(question, prompts.describe_context(context))
+        description = prompts.describe_context(context)
         with self.carryover.opener(depth)(context, bridge, limits) as box:
-            return _Session(self, question, depth, run, box).play(
-                self.carryover.preface(depth, first)
-            )
+            session = _Session(self, question, depth, run, box)
+            searched = session.first_search() if self.options.first_search else ""
+            first = prompts.first_turn(question, description, searched)
+            return session.play(self.carryover.preface(depth, first))
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
@@ -504,6 +506,19 @@ class _Session:
         self.last_final: str | None = None  # a sent-back answer, kept if nothing better comes
         self.values_seen = False  # has the model read printed output of its own code yet?
         self.shown: list[str] = []  # the outputs the model was shown, for checks.review
+
+    def first_search(self) -> str:
+        """Before the first turn, a search of the input for the whole question (BM25: no word
+        picked from it), so a fact that stands in one passage is in view at once. Returns the
+        output to show, or "" when nothing matched."""
+        code = prompts.first_search_cell(self.question)
+        self.run.emit({"type": "first_step", "depth": self.depth, "turn": 0, "code": code})
+        result = self.engine._execute(self.box, code, self.depth, 0, self.run)
+        self.seen_code[code] = result.error
+        if result.error or not result.output.strip() or result.output.startswith("(no piece"):
+            return ""
+        self.shown.append(result.output)
+        return result.output
 
     def play(self, first_message: str) -> str | None:
         """The turn cycle: the root model writes a cell, the sandbox runs it, and the output (or

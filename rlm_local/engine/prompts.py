@@ -139,9 +139,10 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
     if isinstance(context, str):
         chars = len(context)
         rows = context.split("\n")
+        shape = f"{len(rows):,} lines" if len(rows) > 1 else "one line"
         return (
-            f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in "
-            f"{len(rows):,} lines. Some of its lines, with their numbers:\n"
+            f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in {shape}."
+            "\nSome of its lines, with their numbers:\n"
             + _samples(rows, sample_lines)
         )
     total = sum(len(v) for v in context.values())
@@ -193,8 +194,25 @@ def _head_file(context: dict[str, str]) -> str | None:
     return paths[0] if paths else None
 
 
-def first_turn(question: str, description: str) -> str:
-    return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
+FIRST_SEARCH_HITS = 3
+
+
+def first_search_cell(question: str) -> str:
+    return f"print(search({question!r}, k={FIRST_SEARCH_HITS}))"
+
+
+def first_turn(question: str, description: str, searched: str = "") -> str:
+    if not searched:
+        return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
+    # The question again after the output: asked before it only, the 1.5B model answered
+    # `indent=1` with 4 (codebase QA first turns).
+    return (
+        f"{description}\n\nQuestion: {question}\n\nThe pieces of context that best match the "
+        f"question's words (a search, not the whole input):\n{searched.rstrip()}\n\n"
+        f"Does this output answer the question: {question}\nIf it shows the answer, reply with "
+        "code calling FINAL(answer). If not (counts, lists and totals need code over all of "
+        "context), write code for the next step."
+    )
 
 
 def last_turn(question: str, reason: str) -> str:

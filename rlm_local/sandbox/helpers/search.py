@@ -75,18 +75,33 @@ print(hits)
 
 
 class Hits(Sections):
-    """search's result: the pieces, best first; printed with where each is and its text."""
+    """search's result: the pieces, best first; printed with where each is and the part of its
+    text where the query's words are densest (a piece can be longer than what is shown)."""
+
+    query: str = ""
 
     def __repr__(self) -> str:
         if not self:
             return "(no piece shares a word with the query)"
-        return "\n".join(f"--- {hit.where}\n{_shown(hit)}" for hit in self)
+        return "\n".join(f"--- {hit.where}\n{_shown(hit, self.query)}" for hit in self)
 
     __str__ = __repr__
 
 
-def _shown(piece: str, limit: int = 600) -> str:
-    return piece if len(piece) <= limit else piece[:limit] + " ..."
+def _shown(piece: str, query: str, limit: int = 600) -> str:
+    if len(piece) <= limit:
+        return piece
+    terms = {t for t in words(query) if t not in _STOP}
+    lowered = piece.lower()
+    spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
+    best, best_terms = 0, -1
+    for spot in spots:  # the window holding the most different query words
+        start = max(0, spot - limit // 3)
+        found = len({t for t in terms if t in lowered[start : start + limit]})
+        if found > best_terms:
+            best, best_terms = start, found
+    text = piece[best : best + limit]
+    return ("... " if best else "") + text + (" ..." if best + limit < len(piece) else "")
 
 
 def words(text: str) -> list[str]:
@@ -110,7 +125,7 @@ def pieces(text: Any) -> list[Section]:
         size = fresh = 0  # fresh: lines not yet in an emitted piece
         for number, row in enumerate(body.split("\n"), 1):
             if len(row) > MAX_PIECE_CHARS:
-                for start in range(0, len(row), MAX_PIECE_CHARS):
+                for start in range(0, len(row), MAX_PIECE_CHARS // 2):  # overlapping
                     found.append(Section(row[start : start + MAX_PIECE_CHARS], "", number, path))
                 continue
             window.append((number, row))
@@ -174,5 +189,16 @@ def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
         candidates = list(text)  # search within pieces already found (sections, hits)
     else:
         candidates = pieces(text)
-    best = rank(query, candidates, k)
-    return Hits(candidates[i] for i in best)
+    hits = Hits()
+    taken: list[tuple[str, int, int]] = []  # (path, first line, last line) of each hit
+    for i in rank(query, candidates, len(candidates)):
+        piece = candidates[i]
+        span = (piece.path, piece.line, piece.line + piece.count("\n"))
+        if any(p == span[0] and a <= span[2] and span[1] <= b for p, a, b in taken):
+            continue  # overlapping windows: the same passage once
+        taken.append(span)
+        hits.append(piece)
+        if len(hits) >= k:
+            break
+    hits.query = query
+    return hits
