@@ -228,6 +228,11 @@ _RUN_FLAGS = (
         help="Do not search the input for the question before the first turn.",
     ),
     click.option(
+        "--no-read-first",
+        is_flag=True,
+        help="Do not have the root model read that search's passages before writing code.",
+    ),
+    click.option(
         "--cell-timeout",
         type=click.FloatRange(0.5),
         default=60.0,
@@ -332,6 +337,7 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
         vote_labels=not flags["no_label_vote"],
         root_grammar=flags["root_grammar"],
         first_search=not flags["no_first_search"],
+        read_first=not flags["no_read_first"],
         sandbox=SandboxLimits(
             wall_seconds=flags["cell_timeout"],
             bridge_calls=flags["cell_bridge_calls"],

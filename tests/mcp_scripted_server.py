@@ -18,7 +18,7 @@ from rlm_local.mcp_server import McpSettings, real_roots, serve
 def main() -> None:
     root = ScriptedModel(answer=lambda _: "n = str(context).count('secret')\nFINAL(str(n))")
     sub = ScriptedModel(answer=lambda _: "unused")
-    rlm = RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=sub)
+    rlm = RLM(load_settings(), RunOptions(mode="rlm", first_search=False), root=root, sub=sub)
     serve(rlm, McpSettings(real_roots(sys.argv[1:])))
 
 

@@ -57,7 +57,7 @@ class Terminal:
 
 def _rlm(root: ScriptedModel, sub: ScriptedModel | None = None) -> RLM:
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
-    return RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=sub)
+    return RLM(load_settings(), RunOptions(mode="rlm", first_search=False), root=root, sub=sub)
 
 
 def test_each_line_is_a_question_on_the_same_session(tmp_home: Path) -> None:

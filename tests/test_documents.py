@@ -110,7 +110,12 @@ def test_the_password_never_reaches_the_trace(tmp_path: Path, tmp_home: Path) ->
     pdf = make.pdf(tmp_path / "locked.pdf", [FACT, "second page"], password="hunter2-secret")
     loaded = load_inputs([str(pdf)], InputOptions(password="hunter2-secret"))
     root = ScriptedModel(["FINAL('4-8-15-16')"])
-    rlm = RLM(load_settings(), RunOptions(mode="rlm"), root=root, sub=ScriptedModel([]))
+    rlm = RLM(
+        load_settings(),
+        RunOptions(mode="rlm", first_search=False),
+        root=root,
+        sub=ScriptedModel([]),
+    )
     result = rlm.ask("What is the combination?", loaded.context, documents=loaded.conversions)
     trace_text = Path(result.trace_path).read_text()
     assert "hunter2-secret" not in trace_text

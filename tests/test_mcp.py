@@ -120,7 +120,8 @@ def test_tools_a_successful_ask_with_progress_and_the_runs(tmp_home: Path, tree:
     assert answer["turns"] == 2 and "evidence" not in answer
     messages = [m for _, m in progress]
     assert messages[0] == (
-        "started in rlm mode: `context` is a str of 1,000 characters (about 250 tokens) in one line."
+        "started in rlm mode: `context` is a str of 1,000 characters (about 250 tokens) "
+        "in one line."
     )
     assert "turn 1/4: the root model wrote code" in messages
     assert "turn 1's code ran" in messages and "turn 2/4: the root model wrote code" in messages

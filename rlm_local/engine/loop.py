@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
-from rlm_local.engine import checks, prompts
+from rlm_local.engine import checks, prompts, reading
 from rlm_local.engine import labels as labeling
 from rlm_local.engine.carryover import Carryover
 from rlm_local.errors import ContextOverflowError, RlmLocalError
@@ -45,6 +45,8 @@ class RunOptions:
     vote_labels: bool = True  # classify labels each text in up to 3 batches (labels.vote)
     root_grammar: bool = False  # root turns under prompts.ROOT_GRAMMAR
     first_search: bool = True  # search the input for the question before the first turn
+    read_first: bool = True  # the root model reads that search's passages before any code
+    read_max_tokens: int = 48  # the reader's reply: a copied fact, or CODE
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
@@ -235,8 +237,32 @@ class Engine:
         with self.carryover.opener(depth)(context, bridge, limits) as box:
             session = _Session(self, question, depth, run, box)
             searched = session.first_search() if self.options.first_search else ""
+            if searched and self.options.read_first:
+                answer = self._read(question, searched, depth, run)
+                if answer is not None:
+                    return answer
             first = prompts.first_turn(question, description, searched)
             return session.play(self.carryover.preface(depth, first))
+
+    def _read(self, question: str, passages: str, depth: int, run: _Run) -> str | None:
+        """The root model reads the first search's passages (reading.py); its answer counts when
+        it is copied from them, else the code turns begin."""
+        try:
+            call = cached_chat(
+                self.root,
+                self.cache,
+                reading.read_messages(question, passages),
+                max_tokens=self.options.read_max_tokens,
+            )
+        except ContextOverflowError:  # passages larger than the window: code goes on
+            return None
+        run.count(call)
+        run.stats.turns += 1
+        answer = reading.grounded_answer(call.completion.text, passages)
+        event = self._turn_event(depth, 0, call)
+        event.update(type="read", accepted=answer is not None)
+        run.emit(event)
+        return answer
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:

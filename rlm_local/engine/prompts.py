@@ -142,8 +142,7 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
         shape = f"{len(rows):,} lines" if len(rows) > 1 else "one line"
         return (
             f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in {shape}."
-            "\nSome of its lines, with their numbers:\n"
-            + _samples(rows, sample_lines)
+            "\nSome of its lines, with their numbers:\n" + _samples(rows, sample_lines)
         )
     total = sum(len(v) for v in context.values())
     shown = _head_file(context)

@@ -11,7 +11,7 @@ from rlm_local.sandbox.helpers.base import Context, check_int, sources
 _KEYWORDS = frozenset({"def", "class", "async", "function", "method"})
 
 
-def _defaults_note(lines: list[str]) -> str:
+def defaults_note(lines: list[str]) -> str:
     """A comment line listing a def's parameter defaults, spaced out: `sort=-1` and
     `mode='exec'` are single tokens to Qwen's tokenizer (`=-`, `='`), and the 1.5B model read
     them back as 0 and exec; `sort = -1` it reads right."""
@@ -69,7 +69,7 @@ def source(
             more = "\n    ..." if len(kept) > max_lines else ""
             where = f"{prefix.rstrip(': ')} line {line_no}".strip()
             code = "\n".join(kept[:max_lines]).rstrip()
-            defaults = _defaults_note(kept)
+            defaults = defaults_note(kept)
             found.append((indent, f"# {where}\n{defaults}{code}{more}"))
     if not found:
         return f"(no def or class named {wanted!r}; try grep({wanted!r}))"

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from rlm_local.sandbox.helpers.base import Context, check_int, sources
+from rlm_local.sandbox.helpers.code import defaults_note
 from rlm_local.sandbox.helpers.sections import Section, Sections
 
 PIECE_LINES = 12  # a piece is a window of lines (overlapping by half), cut at MAX_PIECE_CHARS
@@ -83,9 +84,25 @@ class Hits(Sections):
     def __repr__(self) -> str:
         if not self:
             return "(no piece shares a word with the query)"
-        return "\n".join(f"--- {hit.where}\n{_shown(hit, self.query)}" for hit in self)
+        return "\n".join(
+            f"--- {hit.where}\n{_shown(hit, self.query)}{_defaults(hit)}" for hit in self
+        )
 
     __str__ = __repr__
+
+
+_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)", re.M)
+
+
+def _defaults(piece: str) -> str:
+    """The parameter defaults of each def in the piece, spaced out as source() shows them
+    (`optimize=-1` is read as 0 by the 1.5B model; `optimize = -1` is read right)."""
+    notes = []
+    for match in _DEF.finditer(piece):
+        note = defaults_note(piece[match.start() :].split("\n"))
+        if note:
+            notes.append(note.replace("# defaults:", f"# defaults of {match.group(1)}:").rstrip())
+    return "\n" + "\n".join(notes) if notes else ""
 
 
 def _shown(piece: str, query: str, limit: int = 600) -> str:
