@@ -600,3 +600,9 @@ def test_a_cell_nested_too_deeply_to_compile_is_an_error_not_a_crash(sandbox: Sa
     result = sandbox.run("x = " + "not " * 5000 + "1")
     assert result.error == "RecursionError: the cell is nested too deeply to compile"
     assert not result.worker_restarted and ok(sandbox.run("print(kept)")) == "7\n"
+
+
+@pytest.mark.parametrize("name", ["search", "find_lines", "source", "records", "FINAL"])
+def test_a_bridge_function_named_like_a_helper_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid bridge name"):
+        Sandbox(DOC, bridge={name: lambda: None}, limits=LIMITS)

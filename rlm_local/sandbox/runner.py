@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from rlm_local.sandbox.helpers import make_helpers
 from rlm_local.sandbox.protocol import (
     EXIT_BRIDGE_FAILED,
     MAX_FRAME_BYTES,
@@ -76,7 +77,10 @@ class SandboxError(Exception):
 
 
 # Names every cell gets from the worker; bridge functions may not take them.
-RESERVED_NAMES = frozenset({"context", "FINAL", "FINAL_VAR", "grep", "chunks", "print", "printed"})
+# Derived from what the worker installs: a bridge function named like a helper would be shadowed.
+RESERVED_NAMES = frozenset(
+    {"context", "FINAL", "Final", "FINAL_VAR", "print", "printed", *make_helpers("")}
+)
 _LOST = "The worker was restarted: all variables were lost (context and the helpers remain)."
 _STARTUP_SECONDS = 30.0
 _STARTUP_BYTES_PER_SECOND = 20e6
