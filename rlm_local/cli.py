@@ -228,9 +228,12 @@ _RUN_FLAGS = (
         help="Do not search the input for the question before the first turn.",
     ),
     click.option(
-        "--no-read-first",
-        is_flag=True,
-        help="Do not have the root model read that search's passages before writing code.",
+        "--read-first",
+        type=click.Choice(["answer", "hint", "off"]),
+        default="answer",
+        show_default=True,
+        help="The root model reads that search's passages before writing code: answer keeps an "
+        "answer copied from them; hint offers it to the code turns; off skips the reading.",
     ),
     click.option(
         "--cell-timeout",
@@ -337,7 +340,7 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
         vote_labels=not flags["no_label_vote"],
         root_grammar=flags["root_grammar"],
         first_search=not flags["no_first_search"],
-        read_first=not flags["no_read_first"],
+        read_first=flags["read_first"],
         sandbox=SandboxLimits(
             wall_seconds=flags["cell_timeout"],
             bridge_calls=flags["cell_bridge_calls"],

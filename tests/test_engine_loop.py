@@ -383,7 +383,7 @@ def test_the_question_is_searched_for_before_the_first_turn(tmp_home: Path) -> N
     text = filler + "\nThe vault code for the north gate is 5521.\n" + filler
     question = "What is the vault code for the north gate?"
     root = ScriptedModel(["FINAL('5521')"])
-    result = _rlm(tmp_home, root, first_search=True, read_first=False).ask(question, text)
+    result = _rlm(tmp_home, root, first_search=True, read_first="off").ask(question, text)
     assert result.answer == "5521" and result.stats.cells == 2  # the search, then the answer
     first = _last_user(root, 0)
     assert "The vault code for the north gate is 5521." in first
@@ -401,12 +401,22 @@ def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_ho
     text = filler + "\nThe vault code for the north gate is 5521.\n" + filler
     question = "What is the vault code for the north gate?"
     root = ScriptedModel(["5521"])  # the reader's reply, copied from the passages
-    result = _rlm(tmp_home, root, first_search=True, read_first=True).ask(question, text)
+    result = _rlm(tmp_home, root, first_search=True, read_first="answer").ask(question, text)
     assert result.answer == "5521" and result.stats.turns == 1
     assert "assistant_prefix" not in root.params[0]  # read as text, not asked for code
     read = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
     assert [(e["accepted"], e["text"]) for e in read] == [(True, "5521")]
     for reply in ("CODE", "4417", "The code is probably 5521 or so."):  # not copied: code goes on
         root = ScriptedModel([reply, "FINAL('x')"])
-        result = _rlm(tmp_home, root, first_search=True, read_first=True).ask(question, text)
+        result = _rlm(tmp_home, root, first_search=True, read_first="answer").ask(question, text)
         assert result.answer == "x" and result.stats.turns == 2
+
+
+def test_a_read_answer_can_be_offered_to_the_code_turns_instead(tmp_home: Path) -> None:
+    filler = "\n".join(f"Line {i}: the weather was mild and nothing happened." for i in range(400))
+    text = filler + "\nThe vault code for the north gate is 5521.\n" + filler
+    root = ScriptedModel(["5521", "FINAL(len(find_lines('weather')))"])
+    question = "What is the vault code for the north gate?"
+    result = _rlm(tmp_home, root, first_search=True, read_first="hint").ask(question, text)
+    assert result.answer == "800"  # the code turn decided, not the reader
+    assert "give the answer '5521'" in _last_user(root, 1)

@@ -29,6 +29,7 @@ STUCK_LIMIT = 2  # turns that only repeated old code before the model must answe
 MAX_SENT_BACK = 1  # FINAL answers sent back by checks.review in one run (each costs a turn)
 CODE_END = prompts.CODE_STOP
 Mode = Literal["auto", "rlm", "direct"]
+ReadFirst = Literal["answer", "hint", "off"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class RunOptions:
     vote_labels: bool = True  # classify labels each text in up to 3 batches (labels.vote)
     root_grammar: bool = False  # root turns under prompts.ROOT_GRAMMAR
     first_search: bool = True  # search the input for the question before the first turn
-    read_first: bool = True  # the root model reads that search's passages before any code
+    # The root model reads that search's passages before any code: "answer" keeps a copied
+    # answer as the run's, "hint" offers it to the code turns (the model decides), "off".
+    read_first: ReadFirst = "answer"
     read_max_tokens: int = 48  # the reader's reply: a copied fact, or CODE
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
@@ -237,11 +240,12 @@ class Engine:
         with self.carryover.opener(depth)(context, bridge, limits) as box:
             session = _Session(self, question, depth, run, box)
             searched = session.first_search() if self.options.first_search else ""
-            if searched and self.options.read_first:
-                answer = self._read(question, searched, depth, run)
-                if answer is not None:
-                    return answer
-            first = prompts.first_turn(question, description, searched)
+            read = None
+            if searched and self.options.read_first != "off":
+                read = self._read(question, searched, depth, run)
+                if read is not None and self.options.read_first == "answer":
+                    return read
+            first = prompts.first_turn(question, description, searched, read)
             return session.play(self.carryover.preface(depth, first))
 
     def _read(self, question: str, passages: str, depth: int, run: _Run) -> str | None:

@@ -200,14 +200,20 @@ def first_search_cell(question: str) -> str:
     return f"print(search({question!r}, k={FIRST_SEARCH_HITS}))"
 
 
-def first_turn(question: str, description: str, searched: str = "") -> str:
+def first_turn(question: str, description: str, searched: str = "", read: str | None = None) -> str:
     if not searched:
         return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
     # The question again after the output: asked before it only, the 1.5B model answered
     # `indent=1` with 4 (codebase QA first turns).
+    reading = (
+        f"\nRead as text, these pieces give the answer {read!r}. If the question asks for one "
+        f"fact that a piece states, reply with code calling FINAL({read!r}).\n"
+        if read is not None
+        else ""
+    )
     return (
         f"{description}\n\nQuestion: {question}\n\nThe pieces of context that best match the "
-        f"question's words (a search, not the whole input):\n{searched.rstrip()}\n\n"
+        f"question's words (a search, not the whole input):\n{searched.rstrip()}\n{reading}\n"
         f"Does this output answer the question: {question}\nIf it shows the answer, reply with "
         "code calling FINAL(answer). If not (counts, lists and totals need code over all of "
         "context), write code for the next step."
