@@ -188,6 +188,17 @@ def test_prints_from_functions_and_lambdas_of_earlier_cells_reach_this_cell(
     assert ok(sandbox.run("n = 2\nsay(n)")) == "said 2\n"
 
 
+def test_a_set_prints_in_the_same_order_in_every_worker() -> None:
+    """Cells that print a set or build a prompt from one give the same text in each run, so the
+    calls that follow are found in the cache (the worker's hash seed is fixed)."""
+    code = "print(list({'alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta'}))"
+    printed = set()
+    for _ in range(3):
+        with Sandbox("x") as box:
+            printed.add(ok(box.run(code)))
+    assert len(printed) == 1
+
+
 def test_lone_surrogates_do_not_reach_the_parent(sandbox: Sandbox) -> None:
     result = sandbox.run("s = chr(0xD800)\nprint('a' + s)\nFINAL(s)")
     assert result.error is None

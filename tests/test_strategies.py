@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -142,6 +145,28 @@ def test_search_ranks_the_piece_holding_the_query_s_rare_words_first() -> None:
     hit = search("where is parse config defined", code, k=1)[0]
     assert hit.path == "a.py" and hit.line == 1  # snake_case parts match plain words
     assert search("", code) == [] and search("zzzz", code) == []
+
+
+def test_search_shows_the_same_passage_in_every_process() -> None:
+    """What a cell prints decides the cache keys of the calls after it: a passage chosen by set
+    order (which changes with each process's hash seed) made every second run a cache miss."""
+    script = (
+        "from rlm_local.sandbox.helpers import search\n"
+        "piece = 'alpha beta gamma. ' * 60 + 'the magic number for icy harbor is 7. ' + "
+        "'delta epsilon. ' * 60 + 'icy harbor magic number lists. ' + 'zeta. ' * 80\n"
+        "print(repr(search('magic number for icy harbor', piece, k=1)))"
+    )
+    shown = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(1, 7)
+    }
+    assert len(shown) == 1 and "magic number" in shown.pop()
 
 
 def test_search_prints_where_each_piece_is() -> None:

@@ -196,12 +196,15 @@ def _package_root() -> str:
 
 
 def _worker_env() -> dict[str, str]:
-    """A minimal environment: enough to find Python packages, nothing else of the parent's."""
+    """A minimal environment: enough to find Python packages, nothing else of the parent's.
+    A fixed hash seed makes a cell's output (a set printed, a prompt built from one) the same in
+    every process, so the calls that depend on it are found in the cache the next time."""
     paths = [_package_root(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {
         "PATH": os.defpath,
         "PYTHONPATH": os.pathsep.join(paths),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
         "PYTHONIOENCODING": "utf-8",
         "LC_ALL": "C.UTF-8",
     }

@@ -112,7 +112,7 @@ def _shown(piece: str, query: str, limit: int = 600) -> str:
     lowered = piece.lower()
     spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
     best, best_terms = 0, -1
-    for spot in spots:  # the window holding the most different query words
+    for spot in sorted(spots):  # the first window holding the most different query words
         start = max(0, spot - limit // 3)
         found = len({t for t in terms if t in lowered[start : start + limit]})
         if found > best_terms:
