@@ -206,6 +206,7 @@ def finished(raw: Path, suite: RealSuite, info: dict[str, Any]) -> set[tuple[str
         if row.get("suite") == "real"
         and row.get("tasks_sha") == suite.digest
         and row.get("commit") == info["commit"]
+        and (row.get("engine") or {}) == (info.get("engine") or {})
         and machine_name(row["machine"]) == where
         and not row.get("error")
     }
@@ -287,12 +288,18 @@ def read_rows(raw: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
 
 
+def method_label(row: dict[str, Any]) -> str:
+    """The method, with the engine options its run set away from their defaults."""
+    engine = row.get("engine") or {}
+    return row["method"] + "".join(f" {name}={value}" for name, value in sorted(engine.items()))
+
+
 def _groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
     """Rows by method x commit x machine x tasks file (never averaged across them); a task run
     more than once in a group counts once, by its latest row."""
     latest: dict[tuple[str, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
-        key = (row["method"], row["commit"], machine_name(row["machine"]), row["tasks_sha"])
+        key = (method_label(row), row["commit"], machine_name(row["machine"]), row["tasks_sha"])
         latest[key].pop(row["id"], None)  # a rerun moves the task to its latest position
         latest[key][row["id"]] = row
     return {key: list(by_id.values()) for key, by_id in latest.items()}

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks import real
 from benchmarks.machine import machine, machine_name
 from benchmarks.methods import METHODS
+from benchmarks.real import method_label
 from benchmarks.tasks import SUITES, make_tasks, score
 from rlm_local.api import RLM
 from rlm_local.config import load_settings
@@ -61,7 +62,30 @@ def commit() -> str:
     return head + ("-dirty" if changed else "")
 
 
+def engine_option(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE` for one field of RunOptions, the value read as the field's type."""
+    name, sep, value = text.partition("=")
+    defaults = {f.name: getattr(RunOptions(), f.name) for f in fields(RunOptions)}
+    if not sep or name not in defaults or isinstance(defaults[name], dict | tuple | list):
+        simple = [n for n, v in defaults.items() if isinstance(v, bool | int | float | str)]
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME one of {', '.join(sorted(simple))}"
+        )
+    default = defaults[name]
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return name, value.lower() in ("true", "1")
+        return name, type(default)(value) if default is not None else value
+    except ValueError:
+        kinds = {bool: "true or false", int: "a whole number", float: "a number"}
+        kind = kinds.get(type(default), "text")
+        raise argparse.ArgumentTypeError(f"{name} takes {kind}, not {value!r}") from None
+
+
 def run(args: argparse.Namespace) -> Path:
+    args.engine = dict(getattr(args, "engine", None) or [])
     if args.methods is None:  # chunked on a real suite is hundreds of sub-calls a task
         args.methods = "rlm,direct" if args.suite == "real" else "rlm,direct,chunked"
     for m in args.methods.split(","):
@@ -85,6 +109,7 @@ def run(args: argparse.Namespace) -> Path:
         max_sub_calls=args.max_sub_calls,
         max_seconds=args.max_seconds,
         root_grammar=args.root_grammar,
+        **args.engine,
     )
     with contextlib.ExitStack() as stack:
         if args.scripted:
@@ -117,6 +142,8 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM, real_run: real.RealRun | None 
         "cache": not args.no_cache,
         "sub": f"{args.sub_servers} local servers" if args.sub_servers else "in-process",
     }
+    if args.engine:  # a lever set away from its default: its rows form a group of their own
+        info["engine"] = args.engine
     if real_run is not None:
         return _run_real(rlm, real_run, raw, name, info, args.quiet)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
@@ -222,7 +249,7 @@ def render_table(raw: Path, title: str) -> str:
     rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
     groups: dict[tuple[int, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:  # rows of different commits or machines are never averaged together
-        key = (row["size_tokens"], row["method"], row["commit"], machine_name(row["machine"]))
+        key = (row["size_tokens"], method_label(row), row["commit"], machine_name(row["machine"]))
         groups[key].append(row)
     machines = sorted({f"{machine_name(r['machine'])}, {r['machine']['llama']}" for r in rows})
     commits = sorted({r["commit"] for r in rows})
@@ -295,6 +322,14 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--max-seconds", type=float, default=900.0, help="wall budget of one rlm run")
     r.add_argument(
         "--root-grammar", action="store_true", help="root turns under the code-cell grammar"
+    )
+    r.add_argument(
+        "--engine",
+        type=engine_option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an engine option (a RunOptions field), e.g. read_first=hint; repeatable",
     )
     r.add_argument("--tag", default="", help="suffix of the result files, e.g. baseline")
     r.add_argument("--out", default=str(RESULTS))

@@ -299,6 +299,30 @@ def test_table_never_averages_commits_and_counts_a_rerun_task_once(tmp_path: Pat
     assert "y" * 80 not in table  # answers are cut to 80 characters
 
 
+def test_engine_options_run_as_a_group_of_their_own(tmp_path: Path, tmp_home: Path) -> None:
+    tasks = write_suite(tmp_path / "suite")
+    out = tmp_path / "results"
+    run_real(tasks, out, tmp_home, "--methods", "rlm", "--only", "log-01")
+    run_real(tasks, out, tmp_home, "--methods", "rlm", "--only", "log-01",
+             "--engine", "read_first=hint", "--engine", "first_search=false")  # fmt: skip
+    rows = rows_of(out / "real.jsonl")
+    assert [r.get("engine") for r in rows] == [None, {"read_first": "hint", "first_search": False}]
+    table = (out / "real.md").read_text()
+    assert table.count("## rlm · ") == 1 and "## rlm first_search=False read_first=hint · " in table
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("read_first", "NAME=VALUE"), ("no_such=1", "NAME=VALUE"),
+     ("max_turns=many", "takes a whole number"), ("first_search=perhaps", "takes true or false"),
+     ("sandbox=x", "NAME=VALUE")],
+)  # fmt: skip
+def test_a_wrong_engine_option_is_one_sentence(value: str, message: str, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--suite", "real", "--engine", value])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_table_and_rescore_commands_read_real_rows(tmp_path: Path) -> None:
     tasks = write_suite(tmp_path / "suite")
     raw = tmp_path / "real.jsonl"

@@ -307,6 +307,7 @@ def test_worker_cannot_write_files_and_runs_in_an_empty_dir(tmp_path: Path) -> N
             "PYTHONPATH",
             "PYTHONDONTWRITEBYTECODE",
             "PYTHONIOENCODING",
+            "PYTHONHASHSEED",
             "LC_ALL",
         }
         rows = {line[:26].strip(): line[26:].split() for line in limits.splitlines()[1:]}
