@@ -92,11 +92,19 @@ def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> No
 
 
 def test_turn_budget_ends_with_a_last_turn(tmp_home: Path) -> None:
-    root = ScriptedModel(["print(1)", "print(2)", "print(3)"])
+    # Last-turn code without FINAL is asked again with the reply begun as `FINAL(`: the model's
+    # continuation is run in the sandbox, so it can name a variable of its earlier cells.
+    root = ScriptedModel(["n = 7\nprint(n)", "print(2)", "print(3)", "n * 6)"])
     result = _rlm(tmp_home, root, max_turns=3).ask("q?", TEXT)
-    assert result.answer is None and result.status == "no_answer"
+    assert result.answer == "42" and result.status == "answered" and result.stats.turns == 3
     assert "This is your last turn" in _last_user(root, 2)
     assert "last turn" not in _last_user(root, 1)
+    assert root.params[3]["assistant_prefix"].endswith("FINAL(")
+    assert all(not p["assistant_prefix"].endswith("FINAL(") for p in root.params[:3])
+
+    root = ScriptedModel(["print(1)", "print(2)", "no_such_name)"])  # the forced answer fails
+    result = _rlm(tmp_home, root, max_turns=2).ask("q?", TEXT)
+    assert result.answer is None and result.status == "no_answer"
 
     root = ScriptedModel(["print(1)", "FINAL('best guess')"])
     result = _rlm(tmp_home, root, max_turns=2).ask("q?", TEXT)

@@ -89,7 +89,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
             sub=sub,
         ) as r:
             full = r.ask(HOSTILE_QUESTION, DOCUMENT)
-        root = ScriptedModel(["print(1)", "print(2)"])
+        root = ScriptedModel(["print(1)", "print(2)", "no_such_name)"])  # the forced answer fails
         with RLM(
             settings, RunOptions(mode="rlm", max_turns=2, first_search=False), root=root, sub=sub
         ) as r:

@@ -295,18 +295,24 @@ class Engine:
         return result
 
     def _root_turn(
-        self, messages: list[dict[str, str]], temperature: float = 0.0, seed: int | None = None
+        self,
+        messages: list[dict[str, str]],
+        temperature: float = 0.0,
+        seed: int | None = None,
+        final: bool = False,
     ) -> CachedCompletion:
+        """A root reply, after an opened code fence; with `final`, after `FINAL(` as well."""
+        grammar = self.options.root_grammar and not final
         return cached_chat(
             self.root,
             self.cache,
             messages,
             max_tokens=self.options.root_max_tokens,
             stop=[prompts.CODE_STOP],
-            assistant_prefix=prompts.CODE_PREFIX,
+            assistant_prefix=prompts.CODE_PREFIX + (prompts.FINAL_PREFIX if final else ""),
             temperature=temperature,
             seed=seed,
-            grammar=prompts.ROOT_GRAMMAR if self.options.root_grammar else None,
+            grammar=prompts.ROOT_GRAMMAR if grammar else None,
         )
 
     def _last_turn_reason(self, turn: int, run: _Run) -> str | None:
@@ -561,7 +567,7 @@ class _Session:
             reason = self._last_turn_reason(turn)
             if reason:
                 self.messages[-1]["content"] += "\n\n" + prompts.last_turn(self.question, reason)
-            code = self._next_code(turn)
+            code = self._next_code(turn, last=bool(reason))
             self.messages.append(
                 {"role": "assistant", "content": prompts.CODE_PREFIX + code + "\n" + CODE_END}
             )
@@ -580,10 +586,10 @@ class _Session:
         return reason
 
     def _root_call(
-        self, turn: int, temperature: float = 0.0, seed: int | None = None
+        self, turn: int, temperature: float = 0.0, seed: int | None = None, final: bool = False
     ) -> CachedCompletion:
         try:
-            call = self.engine._root_turn(self.messages, temperature, seed)
+            call = self.engine._root_turn(self.messages, temperature, seed, final)
         except ContextOverflowError:
             # The conversation outgrew the window: keep the task and the latest exchange, and
             # ask for the answer. The prefix cache is lost, the run is not.
@@ -592,12 +598,12 @@ class _Session:
             latest_turn = {"role": "user", "content": f"{latest}\n\n{reason}"}
             self.messages = [*self.messages[:2], *self.messages[-2:-1], latest_turn]
             self.run.emit({"type": "compacted", "depth": self.depth, "turn": turn})
-            call = self.engine._root_turn(self.messages, temperature, seed)
+            call = self.engine._root_turn(self.messages, temperature, seed, final)
         self.run.count(call)
         self.run.stats.turns += 1
         return call
 
-    def _next_code(self, turn: int) -> str:
+    def _next_code(self, turn: int, last: bool = False) -> str:
         """The root model's next cell; code that already ran is resampled at rising temperatures
         (seeded, so still cacheable): greedy decoding of a small model loops on one cell."""
         call = self._root_call(turn)
@@ -610,6 +616,15 @@ class _Session:
             self.run.stats.turns -= 1  # a resample is the same turn
             code = prompts.extract_code(call.completion.text)
         self.stuck_turns += code in self.seen_code
+        if last and self.last_final is None and not prompts.calls_final(code):
+            # The last turn's code gives no answer (and none was kept): asked again with the
+            # reply begun as `FINAL(`, the model still chooses the answer (a value or a variable
+            # of its cells) and the run ends with its best answer instead of none.
+            self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
+            call = self._root_call(turn, final=True)
+            self.run.stats.turns -= 1  # the same turn, asked again
+            code = prompts.extract_code(call.completion.text)
+            code = code if prompts.calls_final(code) else prompts.FINAL_PREFIX + code
         self.run.emit(Engine._turn_event(self.depth, turn, call, code=code))
         return code
 

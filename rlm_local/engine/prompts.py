@@ -8,6 +8,8 @@ concrete question ("does this output answer it?") rather than "continue".
 
 from __future__ import annotations
 
+import re
+
 from rlm_local.sandbox.helpers import tree
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
 from rlm_local.sandbox.helpers.lines import EXAMPLE as LINES_EXAMPLE
@@ -82,6 +84,14 @@ ROOT_GRAMMAR = r"""root ::= line* last "```"
 line ::= [^`\n]* "\n"
 last ::= [ \t]* ("print(" | "FINAL(" | "FINAL_VAR(") [^`\n]* "\n"
 """
+
+
+FINAL_PREFIX = "FINAL("
+
+
+def calls_final(code: str) -> bool:
+    """Whether a cell gives an answer (FINAL or FINAL_VAR)."""
+    return re.search(r"\bFINAL(?:_VAR)?\(", code) is not None
 
 
 def extract_code(reply: str) -> str:
