@@ -362,6 +362,17 @@ def test_a_count_taken_from_grep_s_capped_list_is_sent_back(tmp_home: Path) -> N
     assert result.answer == "300"
     assert "find_lines" in _last_user(root, 1)
 
+    # search's k pieces counted in one cell, the number typed into FINAL in the next
+    root = ScriptedModel(
+        ["hits = search('ERROR disk', k=5)\nprint(len(hits))", "FINAL('5')",
+         "FINAL(len(find_lines('ERROR')))"]
+    )  # fmt: skip
+    result = _rlm(tmp_home, root).ask("How many errors?", many)
+    assert result.answer == "300"
+    assert "len(search(...)) is not a count" in _last_user(root, 2)
+    root = ScriptedModel(["print(search('disk 7'))", "FINAL('7')"])  # a number read, not counted
+    assert _rlm(tmp_home, root).ask("Which disk?", many).stats.turns == 2
+
 
 def test_a_long_passage_copied_into_final_is_sent_back(tmp_home: Path) -> None:
     passage = " ".join(f"word{i}" for i in range(60))

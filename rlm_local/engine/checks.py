@@ -35,6 +35,11 @@ class FinalCell:
     result: CellResult
     seen_values: bool  # had the model read printed output of its own code before this cell?
     shown: str = ""  # every output the model was shown in this run, this cell's included
+    earlier: tuple[str, ...] = ()  # the code of the cells run before this one
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return (*self.earlier, self.code)
 
 
 def review(cell: FinalCell) -> str | None:
@@ -89,40 +94,50 @@ def _raised(cell: FinalCell) -> str | None:
 
 
 def _capped_count(cell: FinalCell) -> str | None:
-    if not cell.answer.strip().isdigit() or not counts_grep(cell.code):
+    """A count that is the len() of a capped result: search() returns k pieces, grep() at most
+    50 snippets; the 1.5B model counted `len(search("error"))` as the errors in a log."""
+    if not cell.answer.strip().isdigit():
+        return None
+    helper = next((h for h in CAPPED if any(counts_capped(c, h) for c in cell.codes)), None)
+    if helper is None:
         return None
     return (
-        f"len(grep(...)) is not a count: grep returns at most {GREP_CAP} snippets and merges "
-        "matches that are close together. Count matching lines with len(find_lines(pattern)), "
-        "which has every match."
+        f"len({helper}(...)) is not a count: {CAPPED[helper]}, not every match in the input. "
+        "Count matching lines with len(find_lines(pattern)), which has every match; print a few "
+        "of them to check the pattern."
     )
 
 
-def _is_grep_call(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "grep"
+CAPPED = {
+    "search": "search returns only the k best pieces (5 unless given)",
+    "grep": f"grep returns at most {GREP_CAP} snippets and merges matches close together",
+}
 
 
-def counts_grep(code: str) -> bool:
-    """Whether the cell takes len() of grep's snippets (directly, or of a name set from grep)."""
+def _calls(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+
+
+def counts_capped(code: str, helper: str) -> bool:
+    """Whether a cell takes len() of a helper's capped result (directly, or of a name set from
+    it)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return False
-    from_grep = {
+    from_helper = {
         target.id
         for node in ast.walk(tree)
-        if isinstance(node, ast.Assign) and any(_is_grep_call(n) for n in ast.walk(node.value))
+        if isinstance(node, ast.Assign) and any(_calls(n, helper) for n in ast.walk(node.value))
         for target in node.targets
         if isinstance(target, ast.Name)
     }
     return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "len"
+        _calls(node, "len")
         and node.args
         and (
-            any(_is_grep_call(n) for n in ast.walk(node.args[0]))
-            or (isinstance(node.args[0], ast.Name) and node.args[0].id in from_grep)
+            any(_calls(n, helper) for n in ast.walk(node.args[0]))
+            or (isinstance(node.args[0], ast.Name) and node.args[0].id in from_helper)
         )
         for node in ast.walk(tree)
     )

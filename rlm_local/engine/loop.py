@@ -657,7 +657,9 @@ class _Session:
         if last or self.sent_back >= MAX_SENT_BACK:
             return answer, ""
         shown = "\n".join(self.shown)
-        message = checks.review(checks.FinalCell(answer, self.question, code, result, seen, shown))
+        earlier = tuple(c for c in self.seen_code if c != code)
+        cell = checks.FinalCell(answer, self.question, code, result, seen, shown, earlier)
+        message = checks.review(cell)
         if message is None:
             return answer, ""
         self.sent_back += 1
