@@ -233,7 +233,8 @@ _RUN_FLAGS = (
         default="answer",
         show_default=True,
         help="The root model reads that search's passages before writing code: answer keeps an "
-        "answer copied from them; hint offers it to the code turns; off skips the reading.",
+        "answer copied from them (else code starts from a look at the data); hint offers it and "
+        "the passages to the code turns; off skips the reading and shows them the passages.",
     ),
     click.option(
         "--cell-timeout",

@@ -429,6 +429,9 @@ def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_ho
         root = ScriptedModel([reply, "FINAL('x')"])
         result = _rlm(tmp_home, root, first_search=True, read_first="answer").ask(question, text)
         assert result.answer == "x" and result.stats.turns == 2
+        # The code turns start from the data look alone: the passages had no stated answer.
+        first_code_turn = _last_user(root, 1)
+        assert "best match" not in first_code_turn and "Some of its lines" in first_code_turn
 
 
 def test_a_read_answer_can_be_offered_to_the_code_turns_instead(tmp_home: Path) -> None:

@@ -47,7 +47,8 @@ class RunOptions:
     root_grammar: bool = False  # root turns under prompts.ROOT_GRAMMAR
     first_search: bool = True  # search the input for the question before the first turn
     # The root model reads that search's passages before any code: "answer" keeps a copied
-    # answer as the run's, "hint" offers it to the code turns (the model decides), "off".
+    # answer as the run's (else the code turns start from the data look alone), "hint" offers
+    # it and the passages to the code turns (the model decides), "off" shows them the passages.
     read_first: ReadFirst = "answer"
     read_max_tokens: int = 48  # the reader's reply: a copied fact, or CODE
     output_chars: int = 2000  # a cell's printed output shown to the root model
@@ -243,8 +244,12 @@ class Engine:
             read = None
             if searched and self.options.read_first != "off":
                 read = self._read(question, searched, depth, run)
-                if read is not None and self.options.read_first == "answer":
-                    return read
+                if self.options.read_first == "answer":
+                    if read is not None:
+                        return read
+                    # The reader found no stated answer there. Shown to the code turns anyway,
+                    # the passages anchored the 1.5B model on search() (docs/design.md).
+                    searched = ""
             first = prompts.first_turn(question, description, searched, read)
             return session.play(self.carryover.preface(depth, first))
 
