@@ -11,7 +11,7 @@ from scripted import ScriptedModel
 from rlm_local.api import RLM
 from rlm_local.cache import CallCache
 from rlm_local.config import load_settings
-from rlm_local.engine import RunOptions, checks, prompts
+from rlm_local.engine import RunOptions, checks, prompts, reading
 from rlm_local.errors import ContextOverflowError
 from rlm_local.trace import read_trace
 
@@ -345,7 +345,7 @@ def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home:
     _rlm(tmp_home, tree).ask("q?", {"pkg/a.py": "import os\n" * 200, "b.py": "x = 1\n"})
     first = _last_user(tree, 0)
     assert "pkg/: a.py" in first and "./: b.py" in first
-    assert "The first lines of pkg/a.py:\n1: import os" in first
+    assert "import os" not in first  # no one file's text, which the model answered from
 
 
 def test_a_final_from_a_cell_that_raised_is_sent_back_once(tmp_home: Path) -> None:
@@ -432,6 +432,18 @@ def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_ho
         # The code turns start from the data look alone: the passages had no stated answer.
         first_code_turn = _last_user(root, 1)
         assert "best match" not in first_code_turn and "Some of its lines" in first_code_turn
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [("PEP 589", True), ("589", True), ("Rob Palmer, Ujjwal Sharma", True),
+     ("Rob Palmer and Ujjwal Sharma", True), ("10", False), ("Rob Smith", False),
+     ("Palmer Rob Sharma Ujjwal", False), ("CODE", False), ("Not found.", False)],
+)  # fmt: skip
+def test_a_read_answer_counts_only_when_the_passages_hold_it(reply: str, kept: bool) -> None:
+    passages = "--- pep-0589.rst:667\nDavid Foster contributed.\n| Rob Palmer | RPR |\n" \
+        "| Ujjwal Sharma | USA |\nline 107: x"  # fmt: skip
+    assert (reading.grounded_answer(reply, passages) == reply) is kept
 
 
 def test_a_read_answer_can_be_offered_to_the_code_turns_instead(tmp_home: Path) -> None:

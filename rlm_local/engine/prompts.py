@@ -144,8 +144,8 @@ def repeat_error_turn(error: str) -> str:
 
 def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> str:
     """A look at the data before any code: its shape and real lines from its head, middle and
-    tail (a directory: its tree and the head of one file), so the model's first pattern fits the
-    format it saw instead of one it guessed."""
+    tail (a directory: its tree), so the model's first pattern fits the format it saw instead of
+    one it guessed."""
     if isinstance(context, str):
         chars = len(context)
         rows = context.split("\n")
@@ -154,16 +154,12 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
             f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in {shape}."
             "\nSome of its lines, with their numbers:\n" + _samples(rows, sample_lines)
         )
+    # No file's text: shown the head of one file, the model answered from that file (a folder
+    # of PEPs: "484" for four questions about others; docs/design.md).
     total = sum(len(v) for v in context.values())
-    shown = _head_file(context)
-    head = ""
-    if shown is not None:
-        rows = context[shown].split("\n")
-        head = f"\nThe first lines of {shown}:\n" + _numbered(rows, 0, sample_lines + 2)
     return (
         f"`context` is a dict of {len(context):,} files (path -> text), {total:,} characters in "
-        f"all (about {total // 4:,} tokens). The files by folder:\n"
-        f"{tree(list(context))}{head}"
+        f"all (about {total // 4:,} tokens). The files by folder:\n{tree(list(context))}"
     )
 
 
@@ -195,12 +191,6 @@ def _samples(rows: list[str], count: int) -> str:
         _numbered(rows, tail, count),
     ]
     return "\n...\n".join(parts)
-
-
-def _head_file(context: dict[str, str]) -> str | None:
-    """The file whose head is shown: the first one of typical size (not an empty __init__)."""
-    paths = sorted(context, key=lambda p: (len(context[p]) < 1000, p))
-    return paths[0] if paths else None
 
 
 FIRST_SEARCH_HITS = 3

@@ -30,8 +30,10 @@ def read_messages(question: str, passages: str) -> list[dict[str, str]]:
 
 
 def grounded_answer(reply: str, passages: str) -> str | None:
-    """The reader's answer, if it is short and stands in the passages as written (as a whole
-    token: "10" is not copied from "line 107"); None for CODE, prose, a guess or "not found"."""
+    """The reader's answer, if it is short and stands in the passages: as written (as a whole
+    token: "10" is not copied from "line 107"), each item of a list as written, or a short
+    answer whose words and numbers all stand there; None for CODE, prose, a guess or "not
+    found"."""
     lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
     if not lines:
         return None
@@ -39,5 +41,30 @@ def grounded_answer(reply: str, passages: str) -> str | None:
     answer = re.sub(r"^#\s+", "", " ".join(lines[0].strip("`").split())).rstrip(".")
     if not answer or answer.upper() == NEEDS_CODE or len(answer) > 200 or is_non_answer(answer):
         return None
-    copied = re.compile(rf"(?<!\w){re.escape(answer)}(?!\w)", re.IGNORECASE)
-    return answer if copied.search(" ".join(passages.split())) else None
+    text = " ".join(passages.split())
+    items = [item for item in LIST_SEPARATOR.split(answer) if item]
+    if all(_stands_in(item, text) for item in items) or _tokens_stand_in(answer, text):
+        return answer
+    return None
+
+
+LIST_SEPARATOR = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+and\s+")
+SHORT_ANSWER_TOKENS = 3
+
+
+def _stands_in(item: str, text: str) -> bool:
+    """As written, as a whole token ("10" does not stand in "line 107")."""
+    return re.search(rf"(?<!\w){re.escape(item)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def _tokens(text: str) -> set[str]:
+    """Words and numbers, numbers without leading zeros: "pep-0589.rst" gives pep, 589, rst."""
+    found = re.findall(r"[^\W\d_]+|\d+", text.lower())
+    return {token.lstrip("0") or "0" if token.isdigit() else token for token in found}
+
+
+def _tokens_stand_in(answer: str, text: str) -> bool:
+    """A short answer put together from what the passages show ("PEP 589" from a passage of
+    pep-0589.rst): each of its words and numbers stands in them."""
+    tokens = _tokens(answer)
+    return 0 < len(tokens) <= SHORT_ANSWER_TOKENS and tokens <= _tokens(text)
