@@ -436,13 +436,13 @@ def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_ho
 
 @pytest.mark.parametrize(
     ("reply", "kept"),
-    [("PEP 589", True), ("589", True), ("Rob Palmer, Ujjwal Sharma", True),
+    [("PEP 589", True), ("589", False), ("4", False), ("Rob Palmer, Ujjwal Sharma", True),
      ("Rob Palmer and Ujjwal Sharma", True), ("10", False), ("Rob Smith", False),
      ("Palmer Rob Sharma Ujjwal", False), ("CODE", False), ("Not found.", False)],
 )  # fmt: skip
 def test_a_read_answer_counts_only_when_the_passages_hold_it(reply: str, kept: bool) -> None:
     passages = "--- pep-0589.rst:667\nDavid Foster contributed.\n| Rob Palmer | RPR |\n" \
-        "| Ujjwal Sharma | USA |\nline 107: x"  # fmt: skip
+        "| Ujjwal Sharma | USA |\nline 107: x at 19:37:04"  # fmt: skip
     assert (reading.grounded_answer(reply, passages) == reply) is kept
 
 

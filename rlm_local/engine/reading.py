@@ -67,4 +67,5 @@ def _tokens_stand_in(answer: str, text: str) -> bool:
     """A short answer put together from what the passages show ("PEP 589" from a passage of
     pep-0589.rst): each of its words and numbers stands in them."""
     tokens = _tokens(answer)
-    return 0 < len(tokens) <= SHORT_ANSWER_TOKENS and tokens <= _tokens(text)
+    # A lone number or word must stand as written: "4" is in any log's "19:37:04".
+    return 2 <= len(tokens) <= SHORT_ANSWER_TOKENS and tokens <= _tokens(text)
