@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -72,6 +72,10 @@ def engine_option(text: str) -> tuple[str, Any]:
             f"expected NAME=VALUE with NAME one of {', '.join(sorted(simple))}"
         )
     default = defaults[name]
+    hint = get_type_hints(RunOptions)[name]
+    choices = get_args(hint) if get_origin(hint) is Literal else ()
+    if choices and value not in choices:
+        raise argparse.ArgumentTypeError(f"{name} takes one of {', '.join(choices)}")
     try:
         if isinstance(default, bool):
             if value.lower() not in ("true", "false", "1", "0"):

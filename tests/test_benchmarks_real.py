@@ -315,7 +315,7 @@ def test_engine_options_run_as_a_group_of_their_own(tmp_path: Path, tmp_home: Pa
     ("value", "message"),
     [("read_first", "NAME=VALUE"), ("no_such=1", "NAME=VALUE"),
      ("max_turns=many", "takes a whole number"), ("first_search=perhaps", "takes true or false"),
-     ("sandbox=x", "NAME=VALUE")],
+     ("sandbox=x", "NAME=VALUE"), ("read_first=maybe", "takes one of answer, hint, off")],
 )  # fmt: skip
 def test_a_wrong_engine_option_is_one_sentence(value: str, message: str, capsys: Any) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -247,8 +247,8 @@ class Engine:
                 if self.options.read_first == "answer":
                     if read is not None:
                         return read
-                    # The reader found no stated answer there. Shown to the code turns anyway,
-                    # the passages anchored the 1.5B model on search() (docs/design.md).
+                    # No stated answer there: the code turns start without the passages,
+                    # which anchored the model on search() (docs/design.md).
                     searched = ""
             first = prompts.first_turn(question, description, searched, read)
             return session.play(self.carryover.preface(depth, first))
@@ -622,16 +622,19 @@ class _Session:
             code = prompts.extract_code(call.completion.text)
         self.stuck_turns += code in self.seen_code
         if last and self.last_final is None and not prompts.calls_final(code):
-            # The last turn's code gives no answer (and none was kept): asked again with the
-            # reply begun as `FINAL(`, the model still chooses the answer (a value or a variable
-            # of its cells) and the run ends with its best answer instead of none.
             self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
-            call = self._root_call(turn, final=True)
-            self.run.stats.turns -= 1  # the same turn, asked again
-            code = prompts.extract_code(call.completion.text)
-            code = code if prompts.calls_final(code) else prompts.FINAL_PREFIX + code
+            call, code = self._forced_final(turn)
         self.run.emit(Engine._turn_event(self.depth, turn, call, code=code))
         return code
+
+    def _forced_final(self, turn: int) -> tuple[CachedCompletion, str]:
+        """The last turn asked again with the reply begun as `FINAL(`: the model still chooses
+        the answer (a value or a variable of its cells), and the run ends with its best answer
+        instead of none."""
+        call = self._root_call(turn, final=True)
+        self.run.stats.turns -= 1  # the same turn, asked again
+        code = prompts.extract_code(call.completion.text)
+        return call, code if prompts.calls_final(code) else prompts.FINAL_PREFIX + code
 
     def _step(self, code: str, turn: int, last: bool) -> tuple[str | None, str]:
         """Run one cell: (the accepted answer, or None and the message that goes back)."""

@@ -154,8 +154,7 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
             f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in {shape}."
             "\nSome of its lines, with their numbers:\n" + _samples(rows, sample_lines)
         )
-    # No file's text: shown the head of one file, the model answered from that file (a folder
-    # of PEPs: "484" for four questions about others; docs/design.md).
+    # No file's text: the model answered from the one file shown (docs/design.md).
     total = sum(len(v) for v in context.values())
     return (
         f"`context` is a dict of {len(context):,} files (path -> text), {total:,} characters in "
