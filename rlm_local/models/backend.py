@@ -39,6 +39,12 @@ class Completion:
     completion_tokens: int
     seconds: float
     finish_reason: str  # "stop" or "length"
+    # Where `seconds` went (llama.cpp models; a remote model reports only `seconds`):
+    load_seconds: float = 0.0  # loading the weights, on the call that loaded them
+    prompt_eval_seconds: float = 0.0  # evaluating the prompt, restoring a stored prefix included
+    generation_seconds: float = 0.0
+    evaluated_tokens: int = 0  # prompt tokens the model evaluated on this call
+    restored_tokens: int = 0  # prompt tokens restored from the prefix cache on disk
 
 
 class LocalModel:
