@@ -291,7 +291,8 @@ def read_rows(raw: Path) -> list[dict[str, Any]]:
 def method_label(row: dict[str, Any]) -> str:
     """The method, with the engine options its run set away from their defaults."""
     engine = row.get("engine") or {}
-    return row["method"] + "".join(f" {name}={value}" for name, value in sorted(engine.items()))
+    label = row["method"] + "".join(f" {name}={value}" for name, value in sorted(engine.items()))
+    return label + (" no-prefix-cache" if row.get("prefix_cache") is False else "")
 
 
 def _groups(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:

@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from benchmarks import real
+from benchmarks import backend, real
 from benchmarks.machine import machine, machine_name
 from benchmarks.methods import METHODS
 from benchmarks.real import method_label
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> Path:
             )
         except real.SuiteError as exc:
             raise SystemExit(f"error: {exc}") from None
-    settings = load_settings(use_cache=not args.no_cache)
+    settings = load_settings(use_cache=not args.no_cache, use_prefix_cache=not args.no_prefix_cache)
     if args.home:
         settings = settings.with_overrides(home=Path(args.home))
     options = RunOptions(
@@ -144,6 +144,7 @@ def _run_jobs(args: argparse.Namespace, rlm: RLM, real_run: real.RealRun | None 
         "machine": machine(),
         "commit": commit(),
         "cache": not args.no_cache,
+        "prefix_cache": not args.no_prefix_cache,
         "sub": f"{args.sub_servers} local servers" if args.sub_servers else "in-process",
     }
     if args.engine:  # a lever set away from its default: its rows form a group of their own
@@ -321,6 +322,11 @@ def main(argv: list[str] | None = None) -> None:
         help="real suite: skip tasks already in the results for this commit and method",
     )
     r.add_argument("--no-cache", action="store_true", help="honest timing: no cache reads/writes")
+    r.add_argument(
+        "--no-prefix-cache",
+        action="store_true",
+        help="evaluate every system prompt afresh (the prefix cache stays on with --no-cache)",
+    )
     r.add_argument("--max-turns", type=int, default=10)
     r.add_argument("--max-sub-calls", type=int, default=100)
     r.add_argument("--max-seconds", type=float, default=900.0, help="wall budget of one rlm run")
@@ -355,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     lab.add_argument("--out", default=str(RESULTS))
     lab.add_argument("--scripted", action="store_true", help="scripted model (smoke test only)")
     lab.add_argument("--no-vote", action="store_true", help="one labelling pass (no vote)")
+    backend.add_commands(sub)
     t = sub.add_parser("table", help="rebuild a markdown table from a results .jsonl")
     t.add_argument("raw", type=Path)
     rs = sub.add_parser(
@@ -379,6 +386,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "labels":
         run_labels(args)
+        return
+    if args.command in ("backend", "coldstart"):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        about = {"machine": machine(), "commit": commit(), "time": stamp}
+        err.print(f"table: {backend.run_command(args, about)}")
         return
     run(args)
 

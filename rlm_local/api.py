@@ -20,6 +20,7 @@ from rlm_local.engine.carryover import Carryover
 from rlm_local.errors import RunCancelled
 from rlm_local.models import ModelStore
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.prefixes import PrefixStore
 from rlm_local.trace import TraceWriter, new_run_id
 
 if TYPE_CHECKING:
@@ -60,7 +61,15 @@ class RLM:
             BackendOptions(
                 n_threads=self.settings.n_threads, n_gpu_layers=self.settings.n_gpu_layers
             ),
+            self.prefixes,
         )
+
+    @property
+    def prefixes(self) -> PrefixStore | None:
+        """Evaluated system prompts on disk; off with the call cache (`--no-cache`)."""
+        if not self.settings.use_prefix_cache:
+            return None
+        return PrefixStore(self.settings.prefixes_dir, self.settings.prefix_cache_mb)
 
     @property
     def root(self) -> ChatModel:

@@ -37,6 +37,7 @@ from rlm_local.cache import CallCache
 from rlm_local.config import Settings, load_settings
 from rlm_local.errors import RlmLocalError
 from rlm_local.models import ModelStore
+from rlm_local.models.prefixes import PrefixStore
 from rlm_local.trace import Turn, find_run, list_runs, load_run, read_verdict
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -676,12 +677,13 @@ def models_rm(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 @cli.group()
 def cache() -> None:
-    """Inspect or clear the on-disk cache of model calls."""
+    """Inspect or clear the on-disk caches: model calls, and local models' evaluated prompts."""
 
 
-def _cache(ctx: click.Context) -> tuple[Settings, CallCache]:
+def _cache(ctx: click.Context) -> tuple[Settings, CallCache, PrefixStore]:
     settings = _settings(ctx)
-    return settings, CallCache(settings.cache_dir, settings.cache_size_mb)
+    prefixes = PrefixStore(settings.prefixes_dir, settings.prefix_cache_mb)
+    return settings, CallCache(settings.cache_dir, settings.cache_size_mb), prefixes
 
 
 @cache.command("stats")
@@ -689,10 +691,13 @@ def _cache(ctx: click.Context) -> tuple[Settings, CallCache]:
 @click.pass_context
 def cache_stats(ctx: click.Context, as_json: bool) -> None:
     """Entries, size on disk, and hits/misses since the cache was created."""
-    _, call_cache = _cache(ctx)
-    stats = call_cache.stats()
+    settings, call_cache, prefixes = _cache(ctx)
+    stats, prefix_stats = call_cache.stats(), prefixes.stats()
     if as_json:
-        click.echo(json.dumps({**asdict(stats), "directory": str(stats.directory)}))
+        prefix_data = {**asdict(prefix_stats), "directory": str(prefix_stats.directory)}
+        prefix_data["limit_bytes"] = settings.prefix_cache_mb << 20
+        data = {**asdict(stats), "directory": str(stats.directory), "prefixes": prefix_data}
+        click.echo(json.dumps(data))
         return
     total = stats.hits + stats.misses
     rate = f"{100 * stats.hits / total:.0f}%" if total else "n/a"
@@ -702,19 +707,27 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"hits       {stats.hits}")
     click.echo(f"misses     {stats.misses}")
     click.echo(f"hit rate   {rate}")
+    click.echo("evaluated prompt prefixes")
+    click.echo(f"directory  {prefix_stats.directory}")
+    click.echo(f"entries    {prefix_stats.entries}")
+    click.echo(
+        f"size       {prefix_stats.size_bytes / 1e6:.1f} MB "
+        f"(limit {settings.prefix_cache_mb} MB, RLM_LOCAL_PREFIX_CACHE_MB)"
+    )
 
 
 @cache.command("clear")
 @click.option("--model", help="Only the entries of this model (a name or .gguf path).")
 @click.pass_context
 def cache_clear(ctx: click.Context, model: str | None) -> None:
-    """Delete cached model calls."""
-    settings, call_cache = _cache(ctx)
+    """Delete cached model calls and evaluated prompt prefixes."""
+    settings, call_cache, prefixes = _cache(ctx)
     identity = None
     if model:
         identity = ModelStore(settings.registry, settings.models_dir).resolve(model).sha256
     removed = call_cache.clear(identity)
-    err.print(f"removed {removed} entries")
+    removed_prefixes = prefixes.clear(identity)
+    err.print(f"removed {removed} entries and {removed_prefixes} prompt prefixes")
 
 
 @cache.command("path")

@@ -107,8 +107,10 @@ class Settings:
     sub: str
     n_threads: int
     n_gpu_layers: int = 0
-    use_cache: bool = True
+    use_cache: bool = True  # the call cache (and the document cache)
     cache_size_mb: int = 1024
+    use_prefix_cache: bool = True  # local models' evaluated system prompts
+    prefix_cache_mb: int = 512
     # classify's model. The root model by default: measured on OOLONG-style items, the 1.5B
     # labels 70% right and the 0.5B 37% (benchmarks/README.md), and labelling is a few calls.
     labeller: str | None = None
@@ -128,6 +130,11 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def prefixes_dir(self) -> Path:
+        """Evaluated system-prompt states of local models (rlm_local.models.prefixes)."""
+        return self.home / "prefixes"
 
     @property
     def runs_dir(self) -> Path:
@@ -250,11 +257,16 @@ def load_settings(
     labeller: str | None = None,
     profile: str | None = None,
     use_cache: bool = True,
+    use_prefix_cache: bool | None = None,
     n_threads: int | None = None,
     n_gpu_layers: int | None = None,
     config_file: Path | None = None,
 ) -> Settings:
-    """Build settings in the documented order: packaged, user file, profile, environment, args."""
+    """Build settings in the documented order: packaged, user file, profile, environment, args.
+
+    The prefix cache follows `use_cache` unless set apart (benchmarks time runs without the call
+    cache but with the prefix cache, which is part of the product's speed, not a replay).
+    """
     registry = load_registry(config_file)
     roles = dict(registry.roles)
     if profile is not None:
@@ -287,7 +299,9 @@ def load_settings(
             n_gpu_layers if n_gpu_layers is not None else _int_env("RLM_LOCAL_GPU_LAYERS", 0)
         ),
         use_cache=use_cache,
+        use_prefix_cache=use_cache if use_prefix_cache is None else use_prefix_cache,
         cache_size_mb=_int_env("RLM_LOCAL_CACHE_MB", 1024),
+        prefix_cache_mb=_int_env("RLM_LOCAL_PREFIX_CACHE_MB", 512),
     )
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
 from rlm_local.errors import ContextOverflowError
 from rlm_local.models import ResolvedModel
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.prefixes import PrefixStore
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -76,3 +81,108 @@ def test_the_root_grammar_ends_a_turn_on_a_line_that_prints_or_answers(
     assert not free.text.strip().splitlines()[-1].startswith(answers), free.text
     assert held.text.strip().splitlines()[-1].strip().startswith(answers), held.text
     compile(held.text, "<reply>", "exec")
+
+
+def _first_root_turn() -> list[dict[str, str]]:
+    from rlm_local.engine import prompts
+
+    question = "What is the launch code?"
+    description = prompts.describe_context("log start\nthe launch code is 7-alpha-12\nlog end\n")
+    return [
+        {"role": "system", "content": prompts.root_system()},
+        {"role": "user", "content": prompts.first_turn(question, description)},
+    ]
+
+
+@pytest.mark.parametrize("model_file", ["sub_model_file", "root_model_file"])
+def test_a_restored_prompt_prefix_answers_exactly_as_a_fresh_evaluation(
+    model_file: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The engine's first root turn, three times: in a process with no store, in one that stores
+    the system prompt's state, and in a new one that restores it. Greedy answers must match."""
+    from rlm_local.engine import prompts
+
+    resolved: ResolvedModel = request.getfixturevalue(model_file)
+    messages = _first_root_turn()
+    params = dict(max_tokens=48, assistant_prefix=prompts.CODE_PREFIX, stop=[prompts.CODE_STOP])
+    store = PrefixStore(tmp_path / "prefixes")
+    replies = []
+    for prefixes in (None, store, store):
+        model = LocalModel(resolved, BackendOptions(n_threads=2), prefixes)
+        try:
+            replies.append(model.chat(messages, **params))
+        finally:
+            model.close()
+    fresh, storing, restoring = replies
+    assert fresh.restored_tokens == storing.restored_tokens == 0
+    assert fresh.evaluated_tokens == storing.evaluated_tokens == fresh.prompt_tokens
+    assert store.stats().entries == 1
+    assert restoring.restored_tokens > 500  # the system prompt, roughly 600 tokens
+    assert restoring.evaluated_tokens == fresh.prompt_tokens - restoring.restored_tokens
+    assert fresh.load_seconds > 0 and fresh.prompt_eval_seconds > 0
+    assert fresh.generation_seconds > 0
+    assert fresh.text == storing.text == restoring.text, (fresh.text, restoring.text)
+
+
+def test_a_model_switching_system_prompts_restores_each_from_disk(
+    sub_model_file: ResolvedModel, tmp_path: Path
+) -> None:
+    """The reader's prompt, then the root's, then the reader's again on one model: the prefix in
+    memory no longer matches, so each comes back from the store."""
+    from rlm_local.engine.reading import READ_SYSTEM
+
+    store = PrefixStore(tmp_path)
+    root_turn = _first_root_turn()
+    reading = [{"role": "system", "content": READ_SYSTEM + "\n" + "Be brief. " * 20}, root_turn[1]]
+    model = LocalModel(sub_model_file, BackendOptions(n_threads=2), store)
+    try:
+        first = [model.chat(m, max_tokens=8) for m in (reading, root_turn)]
+        again = [model.chat(m, max_tokens=8) for m in (reading, root_turn)]
+    finally:
+        model.close()
+    assert [c.restored_tokens for c in first] == [0, 0]
+    assert all(c.restored_tokens > 40 for c in again)
+    assert [c.text for c in first] == [c.text for c in again]
+    assert store.stats().entries == 2
+
+
+def test_a_damaged_or_foreign_state_is_dropped_and_the_prefix_evaluated_again(
+    sub_model_file: ResolvedModel, tmp_path: Path
+) -> None:
+    """States whose files are intact but whose bytes llama.cpp cannot use (half a state, zeros,
+    a state of fewer tokens): never a crash, never a wrong answer."""
+    store = PrefixStore(tmp_path)
+    messages = _first_root_turn()
+    model = LocalModel(sub_model_file, BackendOptions(n_threads=2), store)
+    try:
+        expected = model.chat(messages, max_tokens=16).text
+    finally:
+        model.close()
+    (state_path,) = tmp_path.glob("*.state")
+    state = state_path.read_bytes()
+    short_turn = [{"role": "system", "content": "Be brief. " * 20}, messages[1]]
+    model = LocalModel(sub_model_file, BackendOptions(n_threads=2), PrefixStore(tmp_path / "o"))
+    try:
+        model.chat(short_turn, max_tokens=1)
+    finally:
+        model.close()
+    (other_state,) = (tmp_path / "o").glob("*.state")
+    for bad in (state[: len(state) // 2], bytes(len(state)), other_state.read_bytes()):
+        _replace_state(state_path, bad)
+        model = LocalModel(sub_model_file, BackendOptions(n_threads=2), store)
+        try:
+            reply = model.chat(messages, max_tokens=16)
+        finally:
+            model.close()
+        assert reply.restored_tokens == 0
+        assert reply.text == expected
+        assert store.load(state_path.stem) == state  # evaluated again and stored afresh
+
+
+def _replace_state(path: Path, state: bytes) -> None:
+    """Writes other bytes under a key with a record that vouches for them."""
+    record_path = path.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    record.update(state_bytes=len(state), state_sha256=hashlib.sha256(state).hexdigest())
+    path.write_bytes(state)
+    record_path.write_text(json.dumps(record))

@@ -9,6 +9,7 @@ from pathlib import Path
 from cli_runner import run_cli
 
 from rlm_local.cache import CallCache
+from rlm_local.models.prefixes import PrefixStore, prefix_key
 
 PAYLOAD = b"GGUF" + b"\x07" * 5000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -52,9 +53,18 @@ def test_cache_commands(tmp_home: Path) -> None:
     stats = json.loads(_cli("cache", "stats", "--json").stdout)
     assert (stats["entries"], stats["hits"], stats["misses"]) == (1, 1, 1)
     assert _cli("cache", "path").stdout.strip() == str(tmp_home / "cache")
+    prefixes = PrefixStore(tmp_home / "prefixes")
+    for tokens in ([1, 2], [3, 4]):
+        prefixes.save(prefix_key({}, tokens), b"state" * 100, 2, {"model_sha256": SHA})
+    stats = json.loads(_cli("cache", "stats", "--json").stdout)
+    assert stats["prefixes"]["entries"] == 2 and stats["prefixes"]["size_bytes"] == 1000
+    assert stats["prefixes"]["directory"] == str(tmp_home / "prefixes")
+    assert "evaluated prompt prefixes" in _cli("cache", "stats").stdout
     cleared = _cli("cache", "clear")
-    assert cleared.returncode == 0 and "removed 1 entries" in cleared.stderr
-    assert json.loads(_cli("cache", "stats", "--json").stdout)["entries"] == 0
+    assert cleared.returncode == 0
+    assert "removed 1 entries and 2 prompt prefixes" in cleared.stderr
+    after = json.loads(_cli("cache", "stats", "--json").stdout)
+    assert after["entries"] == 0 and after["prefixes"]["entries"] == 0
 
 
 def test_help_texts_exist() -> None:

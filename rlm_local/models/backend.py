@@ -6,12 +6,15 @@ the same instance, nothing else run on it in between, a prompt that only grows.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rlm_local.errors import ContextOverflowError, ModelCorruptError
+from rlm_local.models.prefixes import PrefixStore, prefix_key
 from rlm_local.models.store import ResolvedModel
 
 # Tokens the chat template adds around each message (role markers, newlines); measured on Qwen2.5's
@@ -19,6 +22,10 @@ from rlm_local.models.store import ResolvedModel
 # llama.cpp's own check is the backstop.
 TEMPLATE_TOKENS_PER_MESSAGE = 5
 TEMPLATE_TOKENS_FIXED = 3
+# System prompts shorter than this are evaluated rather than read back: a restore has fixed costs.
+MIN_STORED_PREFIX = 32
+# Context settings that do not change what a state holds, only how fast it is computed.
+SPEED_ONLY_SETTINGS = frozenset({"n_threads", "n_threads_batch", "no_perf"})
 
 
 @dataclass(frozen=True)
@@ -47,16 +54,32 @@ class Completion:
     restored_tokens: int = 0  # prompt tokens restored from the prefix cache on disk
 
 
-class LocalModel:
-    """A lazily loaded `llama_cpp.Llama` behind a lock."""
+@dataclass(frozen=True)
+class PromptEvaluation:
+    seconds: float = 0.0
+    evaluated: int = 0
+    restored: int = 0
 
-    def __init__(self, model: ResolvedModel, options: BackendOptions) -> None:
+
+class LocalModel:
+    """A lazily loaded `llama_cpp.Llama` behind a lock.
+
+    With a PrefixStore, the state after each prompt's system messages is kept on disk, so the next
+    process restores it instead of evaluating the same tokens again.
+    """
+
+    def __init__(
+        self, model: ResolvedModel, options: BackendOptions, prefixes: PrefixStore | None = None
+    ) -> None:
         self.model = model
         self.options = options
+        self.prefixes = prefixes
         self.n_ctx = options.n_ctx or model.n_ctx
         self._llama: Any = None
         self._formatter: Any = None  # the GGUF's own chat template, rendered by us
         self._lock = threading.Lock()
+        self._unreported_load = 0.0  # load seconds not yet attached to a Completion
+        self._validity_record: dict[str, Any] | None = None
 
     @property
     def identity(self) -> str:
@@ -71,6 +94,7 @@ class LocalModel:
         if self._llama is None:
             from llama_cpp import Llama  # imported late: costly, and unused by most commands
 
+            started = time.perf_counter()
             try:
                 self._llama = Llama(
                     model_path=str(self.model.path),
@@ -97,6 +121,7 @@ class LocalModel:
             template = self._llama.metadata.get("tokenizer.chat_template")
             if self.model.chat_format == "gguf" and template:
                 self._formatter = _gguf_formatter(self._llama, template)
+            self._unreported_load += time.perf_counter() - started
         return self._llama
 
     def count_tokens(self, text: str) -> int:
@@ -143,18 +168,26 @@ class LocalModel:
                 kwargs["grammar"] = LlamaGrammar.from_string(grammar, verbose=False)
             if seed is not None:
                 kwargs["seed"] = seed
+            load_seconds, self._unreported_load = self._unreported_load, 0.0
             started = time.perf_counter()
             try:
                 if self._formatter is not None:
                     rendered = self._formatter(messages=messages)
+                    tokens = _prompt_tokens(llama, rendered.prompt + assistant_prefix)
+                    if len(tokens) >= self.n_ctx:
+                        raise ValueError("the prompt tokens exceed context window")
+                    prompt = self._evaluate(llama, tokens, self._fixed_length(messages, tokens))
+                    generating = time.perf_counter()
                     out = llama.create_completion(
-                        rendered.prompt + assistant_prefix,
+                        tokens,
                         max_tokens=max_tokens,
                         temperature=temperature,
                         stop=(stop or []) + _as_list(rendered.stop),
                         **kwargs,
                     )
                 else:
+                    prompt = PromptEvaluation()
+                    generating = started
                     out = llama.create_chat_completion(
                         messages=messages,
                         max_tokens=max_tokens,
@@ -171,7 +204,7 @@ class LocalModel:
                         limit=limit,
                     ) from None
                 raise
-            seconds = time.perf_counter() - started
+            finished = time.perf_counter()
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         text = choice["text"] if "text" in choice else choice["message"].get("content")
@@ -179,15 +212,165 @@ class LocalModel:
             text=text or "",
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
-            seconds=seconds,
+            seconds=finished - started,
             finish_reason=choice.get("finish_reason") or "stop",
+            load_seconds=load_seconds,
+            prompt_eval_seconds=prompt.seconds,
+            generation_seconds=finished - generating,
+            evaluated_tokens=prompt.evaluated,
+            restored_tokens=prompt.restored,
         )
+
+    def _fixed_length(self, messages: list[dict[str, str]], tokens: list[int]) -> int:
+        """How many leading tokens the prompt shares with its system messages alone: the part
+        that is the same for every question, and so worth keeping on disk."""
+        leading = []
+        for message in messages:
+            if message.get("role") != "system":
+                break
+            leading.append(message)
+        if not leading or self._formatter is None:
+            return 0
+        alone = _prompt_tokens(self._llama, self._formatter(messages=leading).prompt)
+        return min(_common_length(alone, tokens), len(tokens) - 1)
+
+    def _evaluate(self, llama: Any, tokens: list[int], fixed: int) -> PromptEvaluation:
+        """Evaluates the prompt so the completion only samples.
+
+        The fixed part is always evaluated apart from the rest, restored from disk or not, so a
+        restored state and a fresh one give the same numbers bit for bit (greedy answers match).
+        """
+        started = time.perf_counter()
+        in_memory = min(_common_length(llama.input_ids[: llama.n_tokens], tokens), len(tokens) - 1)
+        evaluated = restored = 0
+        if in_memory < fixed:
+            if self._restore(llama, tokens[:fixed]):
+                restored = fixed
+            else:
+                _truncate(llama, 0)
+                llama.eval(tokens[:fixed])
+                evaluated = fixed
+                self._store(llama, tokens[:fixed])
+            in_memory = fixed
+        _truncate(llama, in_memory)
+        llama.eval(tokens[in_memory:])
+        evaluated += len(tokens) - in_memory
+        return PromptEvaluation(time.perf_counter() - started, evaluated, restored)
+
+    def _restore(self, llama: Any, prefix: list[int]) -> bool:
+        if self.prefixes is None or len(prefix) < MIN_STORED_PREFIX:
+            return False
+        key = prefix_key(self._validity(llama), prefix)
+        state = self.prefixes.load(key)
+        if state is None:
+            return False
+        import llama_cpp
+
+        _truncate(llama, 0)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        loaded = llama_cpp.llama_state_seq_set_data(llama.ctx, buffer, len(state), 0) != 0
+        memory = llama_cpp.llama_get_memory(llama.ctx)
+        if not loaded or (
+            llama_cpp.llama_memory_seq_pos_min(memory, 0),
+            llama_cpp.llama_memory_seq_pos_max(memory, 0),
+        ) != (0, len(prefix) - 1):
+            self.prefixes.discard(key)  # another build's or a damaged state: evaluate afresh
+            _truncate(llama, 0)
+            return False
+        llama.input_ids[: len(prefix)] = prefix
+        llama.n_tokens = len(prefix)
+        return True
+
+    def _store(self, llama: Any, prefix: list[int]) -> None:
+        if self.prefixes is None or len(prefix) < MIN_STORED_PREFIX:
+            return
+        import llama_cpp
+
+        size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llama.ctx, buffer, size, 0)
+        if not 0 < written <= size:
+            return
+        self.prefixes.save(
+            prefix_key(self._validity(llama), prefix),
+            bytes(buffer)[:written],
+            len(prefix),
+            {"model": self.model.name, "model_sha256": self.model.sha256},
+        )
+
+    def _validity(self, llama: Any) -> dict[str, Any]:
+        """Everything that decides whether a stored state fits this process's context."""
+        if self._validity_record is None:
+            self._validity_record = {
+                "model_sha256": self.model.sha256,
+                "llama_cpp": _llama_build(),
+                "context": _plain_fields(llama.context_params),
+                "n_gpu_layers": self.options.n_gpu_layers,
+            }
+        return self._validity_record
 
     def close(self) -> None:
         with self._lock:
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
+
+
+def _prompt_tokens(llama: Any, prompt: str) -> list[int]:
+    """The tokens llama-cpp-python's create_completion makes of a text prompt."""
+    tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    bos, eos = llama.token_bos(), llama.token_eos()
+    if llama._model.add_bos_token() and bos != -1:
+        tokens = [bos, *tokens]
+    if llama._model.add_eos_token() or llama._model.token_sep() != -1:
+        sep = llama._model.token_sep()
+        tokens = [*tokens, sep if sep != -1 else eos]
+    return tokens
+
+
+def _common_length(first: Any, second: list[int]) -> int:
+    length = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+def _truncate(llama: Any, n_tokens: int) -> None:
+    """Forgets every evaluated token from position n_tokens on."""
+    llama._ctx.kv_cache_seq_rm(-1, n_tokens, -1)
+    llama.n_tokens = n_tokens
+
+
+def _llama_build() -> dict[str, Any]:
+    """The llama.cpp build: its version, the CPU features it uses and its library file."""
+    import llama_cpp
+
+    library = Path(llama_cpp.__file__).parent / "lib" / "libllama.so"
+    try:
+        info = library.stat()
+        file = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    except OSError:
+        file = {}
+    return {
+        "version": llama_cpp.__version__,
+        "system": llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
+        "library": file,
+    }
+
+
+def _plain_fields(params: Any) -> dict[str, Any]:
+    """A ctypes struct's numbers and flags, without pointers and speed-only settings."""
+    plain = {}
+    for name, kind in params._fields_:
+        if name in SPEED_ONLY_SETTINGS or kind is ctypes.c_void_p:
+            continue
+        if isinstance(kind, type) and issubclass(kind, ctypes._SimpleCData):
+            value = getattr(params, name)
+            if isinstance(value, bool | int | float):
+                plain[name] = value
+    return plain
 
 
 def _as_list(stop: str | list[str] | None) -> list[str]:
