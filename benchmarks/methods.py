@@ -32,6 +32,7 @@ class MethodResult:
     notes: list[str] = field(default_factory=list)  # shown in the table
     details: list[str] = field(default_factory=list)  # kept in the raw rows only
     trace_path: str | None = None
+    timing: dict[str, float] | None = None  # the engine's split of an rlm run's seconds
 
     def count(self, call: CachedCompletion) -> None:
         if call.cached:
@@ -63,6 +64,7 @@ def run_rlm(rlm: RLM, question: str, context: str | dict[str, str], **_: Any) ->
         cache_hits=s.cache_hits,
         cache_misses=s.cache_misses,
         trace_path=result.trace_path,
+        timing=result.timing.to_dict(),
     )
 
 

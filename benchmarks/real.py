@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from benchmarks import timing
 from benchmarks.machine import machine_name
 from benchmarks.methods import METHODS, MethodResult
 from rlm_local.engine import load_inputs
@@ -386,8 +387,8 @@ def render_table(raw: Path, title: str) -> str:
         "",
         "| method | commit | machine | n | overall | mean of family means | "
         + " | ".join(families)
-        + " | median s | max s | errors |",
-        "| --- " * (9 + len(families)) + "|",
+        + f" | median s | max s | {timing.header()} | errors |",
+        "| --- " * (9 + len(timing.COLUMNS) + len(families)) + "|",
     ]
     for key in order:
         s = summarise(groups[key])
@@ -395,7 +396,7 @@ def render_table(raw: Path, title: str) -> str:
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {len(groups[key])} | {s['overall']:.2f} "
             f"| {s['macro']:.2f} | " + " | ".join(per_family) + f" | {s['median_s']:.1f} "
-            f"| {s['max_s']:.1f} | {s['errors']} |"
+            f"| {s['max_s']:.1f} | {timing.cells(groups[key])} | {s['errors']} |"
         )
     lines.append("")
     for key in order:

@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from benchmarks import backend, real
+from benchmarks import backend, real, timing
 from benchmarks.machine import machine, machine_name
 from benchmarks.methods import METHODS
 from benchmarks.real import method_label
@@ -264,9 +264,9 @@ def render_table(raw: Path, title: str) -> str:
         f"Machine: {'; '.join(machines)}. Commit(s): {', '.join(commits)}. "
         f"Cache: {'on' if all(r['cache'] for r in rows) else 'off (or mixed)'}.",
         "",
-        "| size (tokens) | method | commit | machine | score | n | median s | turns | sub-calls "
-        "| tokens evaluated | cache hit rate | errors | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| size (tokens) | method | commit | machine | score | n | median s | {timing.header()} "
+        "| turns | sub-calls | tokens evaluated | cache hit rate | errors | notes |",
+        "| --- " * (13 + len(timing.COLUMNS)) + "|",
     ]
     first_run = {key: min(r["time"] for r in group) for key, group in groups.items()}
     for (size, method, commit, where), group in sorted(
@@ -279,6 +279,7 @@ def render_table(raw: Path, title: str) -> str:
             f"| {size:,} | {method} | {commit} | {where} "
             f"| {statistics.mean(r['score'] for r in group):.2f} "
             f"| {len(group)} | {statistics.median(r['seconds'] for r in group):.1f} "
+            f"| {timing.cells(group)} "
             f"| {statistics.mean(r.get('turns', 0) for r in group):.1f} "
             f"| {statistics.mean(r.get('sub_calls', 0) for r in group):.1f} "
             f"| {statistics.median(r.get('prompt_tokens', 0) for r in group):,.0f} "

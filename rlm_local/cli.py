@@ -38,7 +38,7 @@ from rlm_local.config import Settings, load_settings
 from rlm_local.errors import RlmLocalError
 from rlm_local.models import ModelStore
 from rlm_local.models.prefixes import PrefixStore
-from rlm_local.trace import Turn, find_run, list_runs, load_run, read_verdict
+from rlm_local.trace import Turn, describe_timing, find_run, list_runs, load_run, read_verdict
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Tables piped to a file or another program are not cut to 80 columns.
@@ -918,6 +918,10 @@ def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
     else:
         ending = {"no_answer": "no answer", "cancelled": "cancelled"}.get(run.status, "unfinished")
         tree.add(Text(ending, "bold red"))
+    if run.timing is not None:  # older traces have no split
+        spent = tree.add(Text("time: " + describe_timing(run.timing), "dim"))
+        for role, timing in run.timing_by_model.items():
+            spent.add(Text(f"{_safe(role)}: {describe_timing(timing, model=True)}", "dim"))
     out.print(tree)
     err.print(f"[dim]trace {escape(str(run.path))} · `rlm-local runs html {run.run_id}`[/dim]")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_local.errors import RlmLocalError
-from rlm_local.trace import Cell, NestedRun, RunRecord, SubCall, Turn, load_run
+from rlm_local.trace import Cell, NestedRun, RunRecord, SubCall, Turn, describe_timing, load_run
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 SUMMARY_CHARS = 100  # of an answer, in a fold's one-line summary
@@ -242,6 +242,12 @@ class _Page:
             ),
             ("worker restarts", s.get("worker_restarts", "?")),
         ]
+        if run.timing is not None:  # older traces have no split
+            rows.append(("time", describe_timing(run.timing)))
+            rows += [
+                (f"time of {role}", describe_timing(timing, model=True))
+                for role, timing in run.timing_by_model.items()
+            ]
         body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
         return f'<table class="stats">{body}</table>'
 

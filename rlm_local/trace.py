@@ -11,6 +11,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,6 +19,24 @@ from typing import Any, TextIO
 from rlm_local.errors import RlmLocalError
 
 TAIL_BYTES = 256 * 1024  # where `summarize` looks for the run_end line before reading it all
+# run_end's "timing" (and each model's in "timing_by_model"): the fields of engine.timing.RunTiming
+TIMING_KEYS = (
+    "load_s",
+    "prompt_eval_s",
+    "prompt_tokens",
+    "restored_tokens",
+    "generation_s",
+    "sandbox_s",
+    "sub_calls_s",
+)
+# What a turn, read or sub_call event records of its model call (engine.timing.CallSplit)
+CALL_TIMING_KEYS = (
+    "load_s",
+    "prompt_eval_s",
+    "generation_s",
+    "evaluated_tokens",
+    "restored_tokens",
+)
 
 
 class RunNotFoundError(RlmLocalError):
@@ -211,6 +230,7 @@ class SubCall:
     seconds: float | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    timing: dict[str, float] | None = None  # CALL_TIMING_KEYS; None in older traces
 
 
 @dataclass
@@ -233,6 +253,7 @@ class Read:
     accepted: bool
     cached: bool
     seconds: float | None
+    timing: dict[str, float] | None = None  # CALL_TIMING_KEYS; None in older traces
 
     @property
     def verdict(self) -> str:
@@ -254,6 +275,7 @@ class Turn:
     seconds: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    timing: dict[str, float] | None = None  # CALL_TIMING_KEYS; None in older traces
     elapsed: float | None = None  # seconds since the run started, when the reply came
     repeated_code: str | None = None  # a repeated cell that was resampled away
     compacted: bool = False  # the conversation was cut to fit the window before this turn
@@ -307,6 +329,8 @@ class RunRecord:
     turns: list[Turn]
     sub_calls: list[SubCall]  # every sub-call, flat, in trace order
     events: int
+    timing: dict[str, float] | None = None  # run_end's TIMING_KEYS; None in older traces
+    timing_by_model: dict[str, dict[str, float]] = field(default_factory=dict)  # root, sub, ...
 
 
 def _new_cell(event: dict[str, Any] | None = None) -> Cell:
@@ -322,6 +346,22 @@ def _new_cell(event: dict[str, Any] | None = None) -> Cell:
 
 def _tokens(event: dict[str, Any], key: str) -> int | None:
     return _int(event[key]) if key in event else None
+
+
+def _numbers(source: Any, keys: tuple[str, ...]) -> dict[str, float] | None:
+    """The numeric `keys` found in `source` (a dict from the trace), or None when it has none:
+    a trace older than the timing split, or a field a newer version wrote oddly."""
+    if not isinstance(source, Mapping):
+        return None
+    found = {key: value for key in keys if (value := _float(source.get(key))) is not None}
+    return found or None
+
+
+def _timing_by_model(source: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(source, Mapping):
+        return {}
+    parsed = {str(role): _numbers(value, TIMING_KEYS) for role, value in source.items()}
+    return {role: timing for role, timing in parsed.items() if timing is not None}
 
 
 class _TreeBuilder:
@@ -354,6 +394,7 @@ class _TreeBuilder:
             seconds=_float(event.get("seconds")),
             prompt_tokens=_tokens(event, "prompt_tokens"),
             completion_tokens=_tokens(event, "completion_tokens"),
+            timing=_numbers(event, CALL_TIMING_KEYS),
             elapsed=_float(event.get("elapsed")),
             repeated_code=self.repeats.pop(key, None),
             compacted=key in self.compactions,
@@ -403,6 +444,7 @@ class _TreeBuilder:
             seconds=_float(event.get("seconds")),
             prompt_tokens=_tokens(event, "prompt_tokens"),
             completion_tokens=_tokens(event, "completion_tokens"),
+            timing=_numbers(event, CALL_TIMING_KEYS),
         )
         self.sub_calls.append(call)
         if (turn := self.open.get(call.depth)) is not None:
@@ -416,6 +458,7 @@ class _TreeBuilder:
                 accepted=bool(event.get("accepted")),
                 cached=bool(event.get("cached")),
                 seconds=_float(event.get("seconds")),
+                timing=_numbers(event, CALL_TIMING_KEYS),
             )
 
     def feed(self, event: dict[str, Any]) -> None:
@@ -486,4 +529,33 @@ def load_run(path: Path) -> RunRecord:
         turns=builder.top,
         sub_calls=builder.sub_calls,
         events=len(events),
+        timing=_numbers((end or {}).get("timing"), TIMING_KEYS),
+        timing_by_model=_timing_by_model((end or {}).get("timing_by_model")),
     )
+
+
+# -- where the time went ------------------------------------------------------------------------
+
+
+def _sec(timing: Mapping[str, float], key: str) -> str:
+    return f"{timing[key]:.1f} s" if key in timing else "? s"
+
+
+def _n(timing: Mapping[str, float], key: str) -> str:
+    return f"{timing[key]:,.0f}" if key in timing else "?"
+
+
+def describe_timing(timing: Mapping[str, float], model: bool = False) -> str:
+    """run_end's timing as one line (`model`: one model's, which has no sandbox time, and whose
+    sub-call time is shown only when it made some)."""
+    parts = [
+        f"load {_sec(timing, 'load_s')}",
+        f"prompt {_sec(timing, 'prompt_eval_s')} ({_n(timing, 'prompt_tokens')} evaluated, "
+        f"{_n(timing, 'restored_tokens')} restored)",
+        f"generation {_sec(timing, 'generation_s')}",
+    ]
+    if not model:
+        parts.append(f"sandbox {_sec(timing, 'sandbox_s')}")
+    if not model or timing.get("sub_calls_s"):
+        parts.append(f"sub-calls {_sec(timing, 'sub_calls_s')}")
+    return " · ".join(parts)

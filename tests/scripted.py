@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,11 @@ class ScriptedModel:
         answer: Callable[[str], str] | None = None,
         n_ctx: int = 4096,
         identity: str | None = None,
+        timing: dict[str, Any] | None = None,
+        delay: float = 0.0,
     ) -> None:
+        """`timing`: Completion fields (seconds, load_seconds, ...) each reply reports;
+        `delay`: seconds each call sleeps, so wall-clock measurements have something to see."""
         self.replies = list(replies or [])
         self.answer = answer
         self.n_ctx = n_ctx
@@ -26,6 +31,8 @@ class ScriptedModel:
         self.identity = identity or uuid.uuid4().hex
         self.calls: list[list[dict[str, str]]] = []
         self.params: list[dict[str, Any]] = []
+        self.timing = dict(timing or {})
+        self.delay = delay
 
     def count_message_tokens(self, messages: list[dict[str, str]]) -> int:
         return sum(len(m["content"]) // 4 + 5 for m in messages) + 3
@@ -45,4 +52,7 @@ class ScriptedModel:
             if not self.replies:
                 raise AssertionError("the scripted model ran out of replies")
             text = self.replies.pop(0)
-        return Completion(text, tokens, len(text) // 4, 0.0, "stop")
+        if self.delay:
+            time.sleep(self.delay)
+        split = {"seconds": 0.0, **self.timing}
+        return Completion(text, tokens, len(text) // 4, finish_reason="stop", **split)

@@ -11,6 +11,7 @@ from benchmarks.runner import main
 from benchmarks.tasks import SUITES, Task, make_tasks, score
 from rlm_local.api import RLM
 from rlm_local.engine import labels as labeling
+from rlm_local.trace import TIMING_KEYS
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
@@ -23,8 +24,11 @@ def test_runner_smoke(suite: str, tmp_path: Path, tmp_home: Path) -> None:
     assert {r["method"] for r in rows} == {"rlm", "direct", "chunked"}
     assert all(r["error"] is None and 0.0 <= r["score"] <= 1.0 for r in rows)
     assert all(r["machine"]["cores"] >= 1 and r["commit"] for r in rows)
+    assert all(list(r["timing"]) == list(TIMING_KEYS) for r in rows if r["method"] == "rlm")
+    assert all(r["timing"] is None for r in rows if r["method"] != "rlm")
     table = (out / f"{suite}.md").read_text()
     assert "| 2,048 | rlm |" in table and "| 2,048 | chunked |" in table
+    assert "| load s | prompt s | gen s | sandbox s | sub s |" in table
 
 
 def test_niah_scripted_rlm_finds_the_needle(tmp_path: Path, tmp_home: Path) -> None:
@@ -115,6 +119,32 @@ def test_rows_of_two_machines_are_never_averaged(tmp_path: Path) -> None:
     table = render_table(raw, "s")
     assert "| 8,192 | rlm | abc | AMD EPYC, AVX2, 2 cores | 1.00 | 1 |" in table
     assert "| 8,192 | rlm | abc | AMD EPYC, AVX512, 2 cores | 0.00 | 1 |" in table
+
+
+def test_the_table_gives_the_timing_split_as_medians_or_a_dash(tmp_path: Path) -> None:
+    from benchmarks.runner import render_table
+
+    machine = {"cpu": "AMD EPYC", "cores": 2, "llama": "l", "llama_features": "AVX2 = 1"}
+    row = {"size_tokens": 8192, "method": "rlm", "machine": machine, "cache": False, "score": 1.0}
+    split = {"load_s": 0.4, "prompt_eval_s": 9.0, "prompt_tokens": 600, "restored_tokens": 500,
+             "generation_s": 3.0, "sandbox_s": 0.8, "sub_calls_s": 2.0}  # fmt: skip
+    rows = [  # commit new: two timed rows and one without (direct); commit old: before the split
+        {**row, "commit": "new", "seconds": 15.0, "timing": split, "time": "2026-01-02T00:00"},
+        {**row, "commit": "new", "seconds": 25.0, "time": "2026-01-02T00:01",
+         "timing": {**split, "prompt_eval_s": 11.0, "sub_calls_s": 4.0}},
+        {**row, "commit": "new", "seconds": 5.0, "timing": None, "time": "2026-01-02T00:02"},
+        {**row, "commit": "old", "seconds": 20.0, "time": "2026-01-01T00:00"},
+    ]  # fmt: skip
+    raw = tmp_path / "s.jsonl"
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = render_table(raw, "s").splitlines()
+    header = next(line for line in lines if line.startswith("| size"))
+    assert "| median s | load s | prompt s | gen s | sandbox s | sub s | turns |" in header
+    assert lines[lines.index(header) + 1].count("---") == header.count("|") - 1
+    new = next(line for line in lines if "| new |" in line)
+    assert "| 3 | 15.0 | 0.4 | 10.0 | 3.0 | 0.8 | 3.0 |" in new  # medians of the 2 timed rows
+    old = next(line for line in lines if "| old |" in line)
+    assert "| 1 | 20.0 | – | – | – | – | – |" in old
 
 
 def test_rescore_applies_the_current_scorer_to_stored_answers(

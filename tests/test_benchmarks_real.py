@@ -123,6 +123,8 @@ def test_scripted_run_writes_scored_rows_and_the_table(tmp_path: Path, tmp_home:
         assert row["machine"]["cores"] >= 1 and row["commit"] and row["cache"] is True
         assert row["time"] and row["seconds"] >= 0 and "turns" in row and "sub_calls" in row
         assert "prompt_tokens" in row and row["tasks_file"] == str(tasks.resolve())
+        assert (row["timing"] is None) == (row["method"] == "direct")  # rlm rows carry the split
+        assert row["method"] == "direct" or row["timing"]["sandbox_s"] >= 0
     table = (out / "real-smoke.md").read_text()
     assert "## rlm · " in table and "## direct · " in table
     assert "| family code | 1 |" in table and "| type needle | 1 |" in table
@@ -297,6 +299,26 @@ def test_table_never_averages_commits_and_counts_a_rerun_task_once(tmp_path: Pat
     assert "median 20.0, max 40.0" in table
     assert "| b | code | aggregate | 1.00 | 40.0 | \\| a pipe and a line yyy" in table
     assert "y" * 80 not in table  # answers are cut to 80 characters
+
+
+def test_the_summary_gives_the_timing_split_as_medians_or_a_dash(tmp_path: Path) -> None:
+    split = {"load_s": 1.0, "prompt_eval_s": 6.0, "generation_s": 2.0, "sandbox_s": 0.5,
+             "sub_calls_s": 1.5, "prompt_tokens": 700, "restored_tokens": 0}  # fmt: skip
+    rows = [
+        _row(timing=split),
+        _row(id="b", timing={**split, "prompt_eval_s": 8.0, "load_s": 0.0}),
+        _row(commit="old", time="2025-01-01T00:00:00"),  # results from before the split
+    ]
+    raw = tmp_path / "real.jsonl"
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = real.render_table(raw, "real").splitlines()
+    header = next(line for line in lines if line.startswith("| method |"))
+    assert "| median s | max s | load s | prompt s | gen s | sandbox s | sub s | errors |" in header
+    assert lines[lines.index(header) + 1].count("---") == header.count("|") - 1
+    new = next(line for line in lines if line.startswith("| rlm | abc |"))
+    assert new.endswith("| 10.0 | 10.0 | 0.5 | 7.0 | 2.0 | 0.5 | 1.5 | 0 |")
+    old = next(line for line in lines if line.startswith("| rlm | old |"))
+    assert old.endswith("| 10.0 | 10.0 | – | – | – | – | – | 0 |")
 
 
 def test_engine_options_run_as_a_group_of_their_own(tmp_path: Path, tmp_home: Path) -> None:

@@ -6,6 +6,7 @@ re-evaluates only the new suffix each turn. Every model call goes through the ca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -19,6 +20,7 @@ from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
 from rlm_local.engine import checks, prompts, reading
 from rlm_local.engine import labels as labeling
 from rlm_local.engine.carryover import Carryover
+from rlm_local.engine.timing import CallSplit, Role, RunTiming, TimingLedger
 from rlm_local.errors import ContextOverflowError, RlmLocalError
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
 from rlm_local.sandbox.helpers import chunks
@@ -79,10 +81,15 @@ class RunResult:
     stats: RunStats
     run_id: str | None = None
     trace_path: str | None = None
+    timing: RunTiming = field(default_factory=RunTiming)  # all models of the run together
+    timing_by_model: dict[str, RunTiming] = field(default_factory=dict)  # root, sub, labeller
 
     def to_dict(self) -> dict[str, Any]:
+        """What `ask --json` prints: per-model timing is left to the trace's run_end."""
         data = asdict(self)
         data.update(data.pop("stats"))
+        data.pop("timing_by_model")
+        data["timing"] = self.timing.to_dict()
         return data
 
 
@@ -108,6 +115,11 @@ class _SubRequest:
     labelling: bool = False  # classify's batches go to the labeller model
 
 
+def _role(request: _SubRequest) -> Role:
+    """The model role a sub-call's events and timing are recorded under."""
+    return "labeller" if request.labelling else "sub"
+
+
 class _Run:
     """State of one question across its depths: counters, clock and event fan-out."""
 
@@ -120,6 +132,7 @@ class _Run:
         self.notices: list[str] = []  # what bridge functions did on the model's behalf
         # classify's labels so far: (labels, instruction) -> item text -> label
         self.labels: dict[tuple[tuple[str, ...], str], dict[str, str]] = {}
+        self.timing = TimingLedger()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -133,9 +146,28 @@ class _Run:
             for listener in self.listeners:
                 listener(event)
 
-    def count(self, call: CachedCompletion) -> None:
+    def count(self, call: CachedCompletion, role: Role) -> None:
         with self.lock:
             self._count(call)
+            self.timing.model_call(role, CallSplit.of(call))
+
+    def timed_bridge(self, func: Callable[..., Any], depth: int) -> Callable[..., Any]:
+        """`func` as a bridge function whose time is not counted as its cell's."""
+
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.timing.bridge(depth, time.monotonic() - started)
+
+        return call
+
+    def sub_calls_took(self, role: Role, seconds: float) -> None:
+        with self.lock:
+            self.timing.sub_calls(role, seconds)
 
     def _count(self, call: CachedCompletion) -> None:
         if call.cached:
@@ -192,8 +224,10 @@ class Engine:
             question=question,
             seconds=round(run.elapsed(), 2),
             stats=run.stats,
+            timing=run.timing.total,
+            timing_by_model=dict(run.timing.by_role),
         )
-        run.emit({"type": "run_end", **result.to_dict()})
+        run.emit({"type": "run_end", **result.to_dict(), "timing_by_model": run.timing.by_model()})
         return result
 
     # -- modes ----------------------------------------------------------------------------------
@@ -226,7 +260,7 @@ class Engine:
                 prompt_tokens=exc.prompt_tokens,
                 limit=exc.limit,
             ) from None
-        run.count(call)
+        run.count(call, "root")
         run.stats.turns += 1
         run.emit(self._turn_event(0, 1, call))
         return call.completion.text.strip()
@@ -265,7 +299,7 @@ class Engine:
             )
         except ContextOverflowError:  # passages larger than the window: code goes on
             return None
-        run.count(call)
+        run.count(call, "root")
         run.stats.turns += 1
         answer = reading.grounded_answer(call.completion.text, passages)
         event = self._turn_event(depth, 0, call)
@@ -275,7 +309,11 @@ class Engine:
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
+        with run.lock:
+            bridge_before = run.timing.bridge_so_far(depth)
         result = sandbox.run(code)
+        with run.lock:
+            run.timing.cell(depth, result.seconds, bridge_before)
         if run.notices:  # shown with the output, so the model knows what was done for it
             notes = "\n".join(run.notices)
             run.notices.clear()
@@ -365,7 +403,7 @@ class Engine:
             answer = self._rlm(str(question), _as_context(piece), depth + 1, run)
             return answer if answer is not None else "(no answer found)"
 
-        return {
+        functions = {
             "llm_query": llm_query,
             "call_llm": llm_query,
             "llm_query_batched": llm_query_batched,
@@ -373,6 +411,7 @@ class Engine:
             "rlm_query": rlm_query,
             "ask_each": ask_each,
         }
+        return {name: run.timed_bridge(func, depth) for name, func in functions.items()}
 
     def _query(self, prompt: str) -> _SubRequest:
         return _SubRequest(prompts.sub_messages(prompt), self.options.sub_max_tokens)
@@ -433,17 +472,22 @@ class Engine:
         its slot; the others are kept."""
         model = self._model_for(requests[0]) if requests else self.sub
         parallelism = min(getattr(model, "parallelism", 1), len(requests))
-        if parallelism <= 1:
-            return [self._sub_call(r, depth, run) for r in requests]
+        started = time.monotonic()
+        try:
+            if parallelism <= 1:
+                return [self._ask_sub(r, depth, run) for r in requests]
 
-        def one(request: _SubRequest) -> str:
-            try:
-                return self._sub_call(request, depth, run)
-            except RlmLocalError as exc:
-                return f"[llm_query error: {exc}]"
+            def one(request: _SubRequest) -> str:
+                try:
+                    return self._ask_sub(request, depth, run)
+                except RlmLocalError as exc:
+                    return f"[llm_query error: {exc}]"
 
-        with ThreadPoolExecutor(max_workers=parallelism) as pool:
-            return list(pool.map(one, requests))
+            with ThreadPoolExecutor(max_workers=parallelism) as pool:
+                return list(pool.map(one, requests))
+        finally:  # the batch's wall time: its calls overlap when they run concurrently
+            if requests:
+                run.sub_calls_took(_role(requests[0]), time.monotonic() - started)
 
     def _model_for(self, request: _SubRequest) -> ChatModel:
         return self.labeller if request.labelling else self.sub
@@ -461,6 +505,14 @@ class Engine:
             run.stats.sub_calls += 1
 
     def _sub_call(self, request: _SubRequest, depth: int, run: _Run) -> str:
+        """One sub-call on its own (not in a batch), its wall time counted as sub-call time."""
+        started = time.monotonic()
+        try:
+            return self._ask_sub(request, depth, run)
+        finally:
+            run.sub_calls_took(_role(request), time.monotonic() - started)
+
+    def _ask_sub(self, request: _SubRequest, depth: int, run: _Run) -> str:
         self._charge_sub_call(run)
         started = time.monotonic()
         prompt = request.messages[-1]["content"]
@@ -484,13 +536,13 @@ class Engine:
                 }
             )
             return prompts.sub_overflow_message(exc.prompt_tokens, exc.limit)
-        run.count(call)
+        run.count(call, _role(request))
         text = call.completion.text.strip()
         run.emit(
             {
                 "type": "sub_call",
                 "depth": depth,
-                "model": "labeller" if request.labelling else "sub",
+                "model": _role(request),
                 "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16],
                 "prompt": prompt[:20000],
                 "prompt_chars": len(prompt),
@@ -500,6 +552,7 @@ class Engine:
                 "seconds": round(time.monotonic() - started, 3),
                 "prompt_tokens": call.completion.prompt_tokens,
                 "completion_tokens": call.completion.completion_tokens,
+                **CallSplit.of(call).event_fields(),
             }
         )
         return text
@@ -521,6 +574,7 @@ class Engine:
             "prompt_tokens": call.completion.prompt_tokens,
             "completion_tokens": call.completion.completion_tokens,
             "seconds": round(call.completion.seconds, 3) if not call.cached else 0.0,
+            **CallSplit.of(call).event_fields(),
         }
         if code is not None:
             event["code"] = code
@@ -604,7 +658,7 @@ class _Session:
             self.messages = [*self.messages[:2], *self.messages[-2:-1], latest_turn]
             self.run.emit({"type": "compacted", "depth": self.depth, "turn": turn})
             call = self.engine._root_turn(self.messages, temperature, seed, final)
-        self.run.count(call)
+        self.run.count(call, "root")
         self.run.stats.turns += 1
         return call
 

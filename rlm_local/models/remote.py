@@ -115,7 +115,11 @@ class OpenAIModel:
         seed: int | None = None,
         assistant_prefix: str = "",
     ) -> Completion:
-        """`assistant_prefix` cannot be forced over this API: it is asked for, and stripped."""
+        """`assistant_prefix` cannot be forced over this API: it is asked for, and stripped.
+
+        The whole round trip counts as generation time (no load, prompt evaluation or evaluated
+        tokens are reported): the server's split of it is not visible over this API.
+        """
         prompt_tokens = self.count_message_tokens(messages)
         if prompt_tokens > self.n_ctx - max_tokens:
             raise ContextOverflowError(
@@ -143,12 +147,14 @@ class OpenAIModel:
         if assistant_prefix and text.lstrip().startswith(assistant_prefix.strip()):
             text = text.lstrip()[len(assistant_prefix.strip()) :].lstrip("\n")
         usage = data.get("usage") or {}
+        seconds = time.perf_counter() - started
         return Completion(
             text=text,
             prompt_tokens=int(usage.get("prompt_tokens", prompt_tokens)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
-            seconds=time.perf_counter() - started,
+            seconds=seconds,
             finish_reason=choice.get("finish_reason") or "stop",
+            generation_seconds=seconds,  # the server's own split is not ours to see
         )
 
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
