@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -112,6 +113,38 @@ def test_a_default_in_real_source_is_read_off_the_definition(
     cells = [e for e in trace if e["type"] == "cell"]
     # The answer was read off printed code: some cell's output shows the definition.
     assert any("def compile(" in (e["output"] or "") for e in cells)
+
+
+def test_a_new_process_restores_the_system_prompts_and_answers_the_same(
+    tmp_path: Path, home_with_models: Path
+) -> None:
+    """The call cache emptied between two asks, so both run the models: the second restores the
+    fixed prompt parts the first stored. `--no-cache` stores and restores nothing."""
+    question = "What is the special magic number for hollow-quarry mentioned in the provided text?"
+    example = str(REPO / "examples" / "needle.txt")  # the Quick start's question
+    uncached_home = tmp_path / "uncached"
+    uncached_home.mkdir()
+    (uncached_home / "models").symlink_to(home_with_models / "models")
+    runs = []
+    for home, flags in (
+        (home_with_models, ()),
+        (home_with_models, ()),
+        (uncached_home, ("--no-cache",)),
+    ):
+        shutil.rmtree(home / "cache", ignore_errors=True)
+        result = _ask(question, example, "--json", *flags, home=home)
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(result.stdout))
+    first, second, uncached = runs
+    assert "8982030" in first["answer"]
+    assert second["answer"] == uncached["answer"] == first["answer"]
+    assert first["timing"]["restored_tokens"] == 0
+    assert second["timing"]["restored_tokens"] > 0
+    assert second["timing"]["prompt_tokens"] < first["timing"]["prompt_tokens"]
+    assert first["timing"]["load_s"] > 0 and first["timing"]["generation_s"] > 0
+    assert uncached["timing"]["restored_tokens"] == 0
+    assert list((home_with_models / "prefixes").glob("*.state"))
+    assert not (uncached_home / "prefixes").exists()
 
 
 def test_stdin_short_input_is_answered_directly(home_with_models: Path) -> None:
