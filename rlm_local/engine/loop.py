@@ -29,6 +29,7 @@ Listener = Callable[[dict[str, Any]], None]
 RESAMPLE_TEMPERATURES = (0.7, 1.0, 1.3)  # tried in turn until the code is new
 STUCK_LIMIT = 2  # turns that only repeated old code before the model must answer
 MAX_SENT_BACK = 1  # FINAL answers sent back by checks.review in one run (each costs a turn)
+READ_SAMPLE_TEMPERATURE = 0.8  # the probe of docs/design.md used this
 CODE_END = prompts.CODE_STOP
 Mode = Literal["auto", "rlm", "direct"]
 ReadFirst = Literal["answer", "hint", "off"]
@@ -53,6 +54,9 @@ class RunOptions:
     # it and the passages to the code turns (the model decides), "off" shows them the passages.
     read_first: ReadFirst = "answer"
     read_max_tokens: int = 48  # the reader's reply: a copied fact, or CODE
+    # Sampled readings (seeded) beside the greedy one: a copied answer counts only when all but
+    # one of them also find a stated answer (docs/design.md); 0 trusts the greedy reading alone.
+    read_samples: int = 0
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
@@ -303,9 +307,30 @@ class Engine:
         run.stats.turns += 1
         answer = reading.grounded_answer(call.completion.text, passages)
         event = self._turn_event(depth, 0, call)
+        if answer is not None and self.options.read_samples:
+            samples = self._sample_readings(question, passages, run)
+            event["samples"] = samples
+            if sum(sample is not None for sample in samples) < len(samples) - 1:
+                answer = None  # the model itself is unsure the passages state it
         event.update(type="read", accepted=answer is not None)
         run.emit(event)
         return answer
+
+    def _sample_readings(self, question: str, passages: str, run: _Run) -> list[str | None]:
+        """The grounded answers of seeded readings at temperature (cached like greedy ones)."""
+        answers = []
+        for seed in range(1, self.options.read_samples + 1):
+            call = cached_chat(
+                self.root,
+                self.cache,
+                reading.read_messages(question, passages),
+                max_tokens=self.options.read_max_tokens,
+                temperature=READ_SAMPLE_TEMPERATURE,
+                seed=seed,
+            )
+            run.count(call, "root")
+            answers.append(reading.grounded_answer(call.completion.text, passages))
+        return answers
 
     @staticmethod
     def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
