@@ -238,6 +238,15 @@ _RUN_FLAGS = (
         "the passages to the code turns; off skips the reading and shows them the passages.",
     ),
     click.option(
+        "--read-samples",
+        type=click.IntRange(0, 16),
+        default=4,
+        show_default=True,
+        help="Seeded readings at temperature beside the greedy one: a copied answer counts only "
+        "when all but one of them also find one stated in the passages (0: the greedy reading "
+        "alone decides).",
+    ),
+    click.option(
         "--cell-timeout",
         type=click.FloatRange(0.5),
         default=60.0,
@@ -343,6 +352,7 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
         root_grammar=flags["root_grammar"],
         first_search=not flags["no_first_search"],
         read_first=flags["read_first"],
+        read_samples=flags["read_samples"],
         sandbox=SandboxLimits(
             wall_seconds=flags["cell_timeout"],
             bridge_calls=flags["cell_bridge_calls"],

@@ -19,7 +19,7 @@ TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
 
 
 def _rlm(tmp_home: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts) -> RLM:
-    options = RunOptions(mode="rlm", **{"first_search": False, **opts})
+    options = RunOptions(mode="rlm", **{"first_search": False, "read_samples": 0, **opts})
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
     return RLM(load_settings(), options, root=root, sub=sub)
 
@@ -454,3 +454,24 @@ def test_a_read_answer_can_be_offered_to_the_code_turns_instead(tmp_home: Path) 
     result = _rlm(tmp_home, root, first_search=True, read_first="hint").ask(question, text)
     assert result.answer == "800"  # the code turn decided, not the reader
     assert "give the answer '5521'" in _last_user(root, 1)
+
+
+@pytest.mark.parametrize(
+    ("samples", "kept"),
+    [(["5521", "5521", "5521", "5521"], True), (["CODE", "5521", "5521", "5521"], True),
+     (["CODE", "5521", "Not found.", "5521"], False), (["CODE"] * 4, False)],
+)  # fmt: skip
+def test_a_read_answer_needs_the_sampled_readings_to_find_one_too(
+    tmp_home: Path, samples: list[str], kept: bool
+) -> None:
+    filler = "\n".join(f"Line {i}: the weather was mild and nothing happened." for i in range(400))
+    text = filler + "\nThe vault code for the north gate is 5521.\n" + filler
+    root = ScriptedModel(["5521", *samples, "FINAL('from code')"])
+    question = "What is the vault code for the north gate?"
+    result = _rlm(tmp_home, root, first_search=True, read_samples=4).ask(question, text)
+    assert result.answer == ("5521" if kept else "from code")
+    sampled = root.params[1:5]
+    assert [p.get("seed") for p in sampled] == [1, 2, 3, 4]
+    assert all(p["temperature"] > 0 for p in sampled)
+    (read,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
+    assert read["accepted"] is kept and len(read["samples"]) == 4

@@ -56,7 +56,7 @@ class RunOptions:
     read_max_tokens: int = 48  # the reader's reply: a copied fact, or CODE
     # Sampled readings (seeded) beside the greedy one: a copied answer counts only when all but
     # one of them also find a stated answer (docs/design.md); 0 trusts the greedy reading alone.
-    read_samples: int = 0
+    read_samples: int = 4
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
