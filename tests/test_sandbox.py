@@ -617,3 +617,19 @@ def test_a_cell_nested_too_deeply_to_compile_is_an_error_not_a_crash(sandbox: Sa
 def test_a_bridge_function_named_like_a_helper_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="invalid bridge name"):
         Sandbox(DOC, bridge={name: lambda: None}, limits=LIMITS)
+
+
+def test_a_guessed_path_of_a_directory_input_names_the_closest_ones() -> None:
+    files = {"http.py": "CODES = {}\n", "datastructures/mixins.py": "x = 1\n", "wsgi.py": ""}
+    with Sandbox(files, limits=LIMITS) as sb:
+        result = sb.run("print(context['datastructures/http.py'])")
+        assert result.error is not None and not result.worker_restarted
+        assert "KeyError" in result.error
+        assert "is not a path of context; the closest: ['http.py'" in result.error
+        assert ok(sb.run("print(context['http.py'], context.get('nope'), len(context))")) == (
+            "CODES = {}\n None 3\n"
+        )
+        assert ok(sb.run("print(sorted(context)[:1], isinstance(context, dict))")) == (
+            "['datastructures/mixins.py'] True\n"
+        )
+        assert ok(sb.run("FINAL(str(len(dict(context))))")) == ""

@@ -26,6 +26,7 @@ from typing import Any
 from RestrictedPython import compile_restricted
 
 from rlm_local.sandbox.helpers import make_helpers
+from rlm_local.sandbox.helpers.files import PathDict
 from rlm_local.sandbox.policy import CellPolicy, CellTransformer, public_names
 from rlm_local.sandbox.protocol import (
     EXIT_BRIDGE_FAILED,
@@ -183,7 +184,7 @@ class Worker:
         """Put back the guards and reserved names: one cell cannot break the next."""
         restored: dict[str, Any] = dict(self.reserved_callables)
         ctx = self.context
-        restored["context"] = dict(ctx) if isinstance(ctx, dict) else ctx
+        restored["context"] = PathDict(ctx) if isinstance(ctx, dict) else ctx
         self.ns.update(self.policy.guards())
         self.ns.update(restored)
         return restored

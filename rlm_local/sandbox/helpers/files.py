@@ -6,6 +6,7 @@ model should not have to re-derive paths from `context.keys()` with string code.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections import defaultdict
 from typing import Any
@@ -55,3 +56,21 @@ def tree(paths: list[str], max_lines: int = 40) -> str:
     if len(lines) > max_lines:
         lines = lines[:max_lines] + [f"... {len(lines) - max_lines} more folders"]
     return "\n".join(lines)
+
+
+class PathDict(dict):
+    """A directory input as cells see it: a path that is not there raises a KeyError naming the
+    paths that come closest, so a guessed path ("pkg/http.py" for "http.py") costs one turn, not
+    a run of the same KeyError."""
+
+    def __missing__(self, key: Any) -> Any:
+        raise KeyError(f"{key!r} is not a path of context; the closest: {close_paths(key, self)}")
+
+
+def close_paths(key: Any, paths: Any, count: int = 3) -> list[str]:
+    """Paths with the same file name first, then those difflib finds alike."""
+    wanted = str(key)
+    name = wanted.rstrip("/").rsplit("/", 1)[-1]
+    same_name = [p for p in sorted(paths) if p.rsplit("/", 1)[-1] == name]
+    alike = difflib.get_close_matches(wanted, sorted(paths), n=count, cutoff=0.4)
+    return list(dict.fromkeys(same_name + alike))[:count]
