@@ -244,23 +244,29 @@ class LocalModel:
         in_memory = min(_common_length(llama.input_ids[: llama.n_tokens], tokens), len(tokens) - 1)
         evaluated = restored = 0
         if in_memory < fixed:
-            if self._restore(llama, tokens[:fixed]):
+            key = self._prefix_key(llama, tokens[:fixed])
+            if key is not None and self._restore(llama, key, tokens[:fixed]):
                 restored = fixed
             else:
                 _truncate(llama, 0)
                 llama.eval(tokens[:fixed])
                 evaluated = fixed
-                self._store(llama, tokens[:fixed])
+                if key is not None:
+                    self._store(llama, key, fixed)
             in_memory = fixed
         _truncate(llama, in_memory)
         llama.eval(tokens[in_memory:])
         evaluated += len(tokens) - in_memory
         return PromptEvaluation(time.perf_counter() - started, evaluated, restored)
 
-    def _restore(self, llama: Any, prefix: list[int]) -> bool:
+    def _prefix_key(self, llama: Any, prefix: list[int]) -> str | None:
+        """The store's key for this prefix; None when nothing is stored (no store, too short)."""
         if self.prefixes is None or len(prefix) < MIN_STORED_PREFIX:
-            return False
-        key = prefix_key(self._validity(llama), prefix)
+            return None
+        return prefix_key(self._validity(llama), prefix)
+
+    def _restore(self, llama: Any, key: str, prefix: list[int]) -> bool:
+        assert self.prefixes is not None
         state = self.prefixes.load(key)
         if state is None:
             return False
@@ -281,22 +287,16 @@ class LocalModel:
         llama.n_tokens = len(prefix)
         return True
 
-    def _store(self, llama: Any, prefix: list[int]) -> None:
-        if self.prefixes is None or len(prefix) < MIN_STORED_PREFIX:
-            return
+    def _store(self, llama: Any, key: str, n_tokens: int) -> None:
+        assert self.prefixes is not None
         import llama_cpp
 
         size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(llama.ctx, buffer, size, 0)
-        if not 0 < written <= size:
-            return
-        self.prefixes.save(
-            prefix_key(self._validity(llama), prefix),
-            bytes(buffer)[:written],
-            len(prefix),
-            {"model": self.model.name, "model_sha256": self.model.sha256},
-        )
+        if 0 < written <= size:
+            about = {"model": self.model.name, "model_sha256": self.model.sha256}
+            self.prefixes.save(key, ctypes.string_at(buffer, written), n_tokens, about)
 
     def _validity(self, llama: Any) -> dict[str, Any]:
         """Everything that decides whether a stored state fits this process's context."""
