@@ -62,9 +62,14 @@ def _models(identity: str = "") -> tuple[ScriptedModel, ScriptedModel, ScriptedM
         return identity + role if identity else None
 
     root = ScriptedModel(list(CELLS), timing=ROOT_SPLIT, identity=named("root"))
-    sub = ScriptedModel(answer=lambda p: "ok", timing=SUB_SPLIT, identity=named("sub"))
+    sub = ScriptedModel(  # its delay keeps its wall time above the millisecond the trace rounds to
+        answer=lambda p: "ok", timing=SUB_SPLIT, identity=named("sub"), delay=0.01
+    )
     labeller = ScriptedModel(
-        answer=lambda p: "1: x\n2: x", timing=LABELLER_SPLIT, identity=named("labeller")
+        answer=lambda p: "1: x\n2: x",
+        timing=LABELLER_SPLIT,
+        identity=named("labeller"),
+        delay=0.01,
     )
     return root, sub, labeller
 
