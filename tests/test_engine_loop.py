@@ -298,6 +298,36 @@ def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
     assert not checks.computes("lo = 0\nprint(lo)\nFINAL(lo)")
 
 
+def test_a_zero_the_model_saw_its_code_find_is_sent_back_once(tmp_home: Path) -> None:
+    counted = "hits = find_lines(r'attendees from Acme')\nprint(len(hits))\nprint(hits)"
+    root = ScriptedModel([counted, "FINAL('0')", "print(find_lines('secret')[:2])", "FINAL('20')"])
+    events: list[dict] = []
+    result = _rlm(tmp_home, root).ask("How many?", TEXT, on_event=events.append)
+    assert result.answer == "20" and result.stats.turns == 4
+    assert "FINAL('0') comes from code that found nothing" in _last_user(root, 2)
+    assert [e["check"] for e in events if e["type"] == "sent_back"] == ["empty"]
+
+    root = ScriptedModel([counted, "FINAL('0')", "FINAL(0)"])  # said again: it stands
+    assert _rlm(tmp_home, root).ask("How many?", TEXT).answer == "0"
+    # A 0 the input itself shows ("lo=0" in a signature) is no empty result: kept at once.
+    root = ScriptedModel(["print(source_text := 'def f(lo=0): ...')", "FINAL('0')"])
+    assert _rlm(tmp_home, root).ask("Default of lo?", TEXT).stats.turns == 2
+
+
+def test_two_checks_can_each_send_an_answer_back_once(tmp_home: Path) -> None:
+    cells = [
+        "print(len(search('secret')))",
+        "FINAL(str(len(search('secret'))))",  # a capped count
+        "hits = find_lines('Secret Code')\nprint(len(hits))",
+        "FINAL('0')",  # an empty result
+        "FINAL(0)",  # said again: kept, as two were sent back already
+    ]
+    events: list[dict] = []
+    result = _rlm(tmp_home, ScriptedModel(cells)).ask("How many?", TEXT, on_event=events.append)
+    assert result.answer == "0"
+    assert [e["check"] for e in events if e["type"] == "sent_back"] == ["capped_count", "empty"]
+
+
 def test_an_answer_typed_in_beside_a_print_is_sent_back_once_with_the_output(
     tmp_home: Path,
 ) -> None:

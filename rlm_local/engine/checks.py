@@ -42,20 +42,31 @@ class FinalCell:
         return (*self.earlier, self.code)
 
 
-def review(cell: FinalCell) -> str | None:
-    """The message that sends the answer back, or None to accept it."""
+@dataclass(frozen=True)
+class SentBack:
+    """Why an answer goes back: the check that failed (each fails a run at most once) and the
+    message the model reads."""
+
+    check: str
+    message: str
+
+
+def review(cell: FinalCell, passed: frozenset[str] = frozenset()) -> SentBack | None:
+    """What sends the answer back, or None to accept it; checks named in `passed` already sent
+    an answer of this run back, and the model's second word on them stands."""
     for check in (
         _gave_up,
         _echoed,
         _raised,
         _capped_count,
-        _unseen_empty,
+        _empty,
         _unread,
         _copied,
     ):
-        message = check(cell)
+        name = check.__name__.lstrip("_")
+        message = None if name in passed else check(cell)
         if message is not None:
-            return f"{message}\nQuestion: {cell.question}"
+            return SentBack(name, f"{message}\nQuestion: {cell.question}")
     return None
 
 
@@ -143,10 +154,36 @@ def counts_capped(code: str, helper: str) -> bool:
     )
 
 
+def _empty(cell: FinalCell) -> str | None:
+    """0 or nothing from code that found nothing: a 1.5B model's first filter or regex often
+    fits the lines it imagined, not the ones in the input, and it answers the empty result."""
+    if cell.answer.strip() not in _EMPTY_RESULTS:
+        return None
+    if not cell.seen_values:
+        return _unseen_empty(cell)
+    if not any(_is_empty_output(line) for line in cell.shown.splitlines()):
+        return None  # a 0 read off the input ("lo=0" in a signature) is an answer
+    return (
+        f"FINAL({_short(cell.answer)}) comes from code that found nothing. A count of 0 or an "
+        "empty list usually means the pattern or filter does not fit how the input is written. "
+        "Print a few lines that hold what the question is about (find_lines with one plain word "
+        "you expect in them, or search()), fit the pattern to those lines, and compute again. If "
+        "nothing really matches, call FINAL again."
+    )
+
+
+def _is_empty_output(line: str) -> bool:
+    """A printed line that is an empty result: a bare 0, [], or find_lines' empty result."""
+    text = line.strip()
+    return text in _EMPTY_RESULTS - {""} or text == EMPTY_LINES
+
+
+EMPTY_LINES = "(0 matching lines)"
+
+
 def _unseen_empty(cell: FinalCell) -> str | None:
-    """0 or nothing, computed before the model saw any value: a first filter or regex of a
-    1.5B model often matches nothing, and it never sees the empty list."""
-    if cell.seen_values or cell.answer.strip() not in _EMPTY_RESULTS or not computes(cell.code):
+    """0 or nothing, computed before the model saw any value: it never saw the empty list."""
+    if not computes(cell.code):
         return None
     printed = f"Output:\n{cell.result.output.rstrip()}\n" if cell.result.output.strip() else ""
     values = f"Its values:\n{cell.result.values}\n" if cell.result.values else ""

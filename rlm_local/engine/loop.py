@@ -28,7 +28,7 @@ from rlm_local.sandbox.helpers import chunks
 Listener = Callable[[dict[str, Any]], None]
 RESAMPLE_TEMPERATURES = (0.7, 1.0, 1.3)  # tried in turn until the code is new
 STUCK_LIMIT = 2  # turns that only repeated old code before the model must answer
-MAX_SENT_BACK = 1  # FINAL answers sent back by checks.review in one run (each costs a turn)
+MAX_SENT_BACK = 2  # FINAL answers sent back by checks.review in one run (each costs a turn)
 READ_SAMPLE_TEMPERATURE = 0.8  # the probe of docs/design.md used this
 CODE_END = prompts.CODE_STOP
 Mode = Literal["auto", "rlm", "direct"]
@@ -622,7 +622,7 @@ class _Session:
         self.messages: list[dict[str, str]] = []
         self.seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         self.stuck_turns = 0  # turns whose code, after resampling, had already run
-        self.sent_back = 0  # FINAL answers sent back by checks.review
+        self.sent_back: set[str] = set()  # the checks.review checks that sent an answer back
         self.last_final: str | None = None  # a sent-back answer, kept if nothing better comes
         self.values_seen = False  # has the model read printed output of its own code yet?
         self.shown: list[str] = []  # the outputs the model was shown, for checks.review
@@ -739,17 +739,26 @@ class _Session:
     def _judge(
         self, code: str, result: CellResult, seen: bool, last: bool
     ) -> tuple[str | None, str]:
-        """Accept a FINAL, or send it back once with what is wrong (checks.review)."""
+        """Accept a FINAL, or send it back with what is wrong (checks.review): each check at
+        most once, MAX_SENT_BACK answers in a run."""
         answer = result.final or ""
-        if last or self.sent_back >= MAX_SENT_BACK:
+        if last or len(self.sent_back) >= MAX_SENT_BACK:
             return answer, ""
         shown = "\n".join(self.shown)
         earlier = tuple(c for c in self.seen_code if c != code)
         cell = checks.FinalCell(answer, self.question, code, result, seen, shown, earlier)
-        message = checks.review(cell)
-        if message is None:
+        verdict = checks.review(cell, frozenset(self.sent_back))
+        if verdict is None:
             return answer, ""
-        self.sent_back += 1
+        self.sent_back.add(verdict.check)
         self.last_final = answer
-        self.run.emit({"type": "sent_back", "depth": self.depth, "answer": answer, "why": message})
-        return None, message
+        self.run.emit(
+            {
+                "type": "sent_back",
+                "depth": self.depth,
+                "answer": answer,
+                "check": verdict.check,
+                "why": verdict.message,
+            }
+        )
+        return None, verdict.message
