@@ -238,6 +238,15 @@ _RUN_FLAGS = (
         "the passages to the code turns; off skips the reading and shows them the passages.",
     ),
     click.option(
+        "--plays",
+        type=click.IntRange(1, 9),
+        default=3,
+        show_default=True,
+        help="Plays of the code turns: the greedy one, then more from sampled first programs "
+        "while no answer leads, within half the time budget; most plays' answer wins (1: the "
+        "greedy play alone).",
+    ),
+    click.option(
         "--read-samples",
         type=click.IntRange(0, 16),
         default=4,
@@ -353,6 +362,7 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
         first_search=not flags["no_first_search"],
         read_first=flags["read_first"],
         read_samples=flags["read_samples"],
+        plays=flags["plays"],
         sandbox=SandboxLimits(
             wall_seconds=flags["cell_timeout"],
             bridge_calls=flags["cell_bridge_calls"],

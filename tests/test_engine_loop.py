@@ -11,7 +11,7 @@ from scripted import ScriptedModel
 from rlm_local.api import RLM
 from rlm_local.cache import CallCache
 from rlm_local.config import load_settings
-from rlm_local.engine import RunOptions, checks, prompts, reading
+from rlm_local.engine import RunOptions, checks, prompts, reading, voting
 from rlm_local.errors import ContextOverflowError
 from rlm_local.trace import read_trace
 
@@ -19,7 +19,8 @@ TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
 
 
 def _rlm(tmp_home: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts) -> RLM:
-    options = RunOptions(mode="rlm", **{"first_search": False, "read_samples": 0, **opts})
+    defaults = {"first_search": False, "read_samples": 0, "plays": 1}
+    options = RunOptions(mode="rlm", **{**defaults, **opts})
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
     return RLM(load_settings(), options, root=root, sub=sub)
 
@@ -505,3 +506,38 @@ def test_a_read_answer_needs_the_sampled_readings_to_find_one_too(
     assert all(p["temperature"] > 0 for p in sampled)
     (read,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
     assert read["accepted"] is kept and len(read["samples"]) == 4
+
+
+def test_plays_after_the_greedy_one_vote_on_the_answer(tmp_home: Path) -> None:
+    root = ScriptedModel(["FINAL('7')", "FINAL(' 8.')", "FINAL('8')"])
+    events: list[dict] = []
+    result = _rlm(tmp_home, root, plays=3).ask("q?", TEXT, on_event=events.append)
+    assert result.answer == " 8." and result.stats.turns == 3  # as the first play to reach it
+    assert [p.get("temperature", 0) for p in root.params] == [0, 0.7, 0.7]
+    assert [p.get("seed") for p in root.params] == [None, 1, 2]
+    assert [e["answers"] for e in events if e["type"] == "vote"] == [["7", " 8.", "8"]]
+    assert [e["turn"] for e in events if e["type"] == "turn"] == [1, 2, 3]  # numbered on
+
+    root = ScriptedModel(["FINAL('7')", "FINAL('7')"])  # two agree: a third cannot change it
+    assert _rlm(tmp_home, root, plays=3).ask("q?", TEXT).stats.turns == 2
+    root = ScriptedModel(["FINAL('7')", "FINAL('8')", "FINAL('9')"])
+    assert _rlm(tmp_home, root, plays=3).ask("q?", TEXT).answer == "7"  # no two agree: the greedy one
+    root = ScriptedModel(["FINAL('7')"])
+    assert _rlm(tmp_home, root, plays=3, max_seconds=0).ask("q?", TEXT).answer == "7"  # no time
+
+
+def test_a_ballot_counts_answers_not_their_spelling() -> None:
+    ballot = voting.Ballot(planned=6)
+    for answer in ("Headers", None, "no match found", "`headers`"):
+        ballot.add(answer)
+    assert ballot.winner() == "Headers" and not ballot.settled()  # 2 to 0, two plays to come
+    ballot.add("ETags")
+    assert not ballot.settled()  # 2 to 1, one to come: a tie is still possible
+    ballot.add("headers.")
+    assert ballot.settled() and ballot.winner() == "Headers"
+    assert voting.Ballot(planned=3, answers=["a", "A "]).settled()  # 2 to 0, one to come
+    empty = voting.Ballot(planned=2)
+    empty.add(None)
+    assert empty.winner() is None and not empty.settled()
+    empty.add("not found")
+    assert empty.winner() == "not found"  # no play answered: what one of them said

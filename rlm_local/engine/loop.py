@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
-from rlm_local.engine import checks, prompts, reading
+from rlm_local.engine import checks, prompts, reading, voting
 from rlm_local.engine import labels as labeling
 from rlm_local.engine.carryover import Carryover
 from rlm_local.engine.timing import CallSplit, Role, RunTiming, TimingLedger
@@ -30,6 +30,7 @@ RESAMPLE_TEMPERATURES = (0.7, 1.0, 1.3)  # tried in turn until the code is new
 STUCK_LIMIT = 2  # turns that only repeated old code before the model must answer
 MAX_SENT_BACK = 2  # FINAL answers sent back by checks.review in one run (each costs a turn)
 READ_SAMPLE_TEMPERATURE = 0.8  # the probe of docs/design.md used this
+PLAY_TEMPERATURE = 0.7  # the first program of each play after the greedy one
 CODE_END = prompts.CODE_STOP
 Mode = Literal["auto", "rlm", "direct"]
 ReadFirst = Literal["answer", "hint", "off"]
@@ -57,6 +58,9 @@ class RunOptions:
     # Sampled readings (seeded) beside the greedy one: a copied answer counts only when all but
     # one of them also find a stated answer (docs/design.md); 0 trusts the greedy reading alone.
     read_samples: int = 4
+    # Plays of the code turns (voting.py): the greedy one, then up to plays-1 from sampled first
+    # programs while the answer is unsettled; the answer most plays reach wins. 1: greedy only.
+    plays: int = 3
     output_chars: int = 2000  # a cell's printed output shown to the root model
     direct_max_tokens: int = 3000  # mode auto: inputs up to this size are answered directly
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
@@ -288,8 +292,24 @@ class Engine:
                     # No stated answer there: the code turns start without the passages,
                     # which anchored the model on search() (docs/design.md).
                     searched = ""
-            first = prompts.first_turn(question, description, searched, read)
-            return session.play(self.carryover.preface(depth, first))
+            first = self.carryover.preface(
+                depth, prompts.first_turn(question, description, searched, read)
+            )
+            return self._vote(session, first)
+
+    def _vote(self, greedy: _Session, first_message: str) -> str | None:
+        """The code turns played from the greedy first program and, at the top level while the
+        answer is unsettled and half the time is left, from sampled ones; most plays' answer."""
+        ballot = voting.Ballot(self.options.plays if greedy.depth == 0 else 1)
+        ballot.add(greedy.play(first_message))
+        run, last = greedy.run, greedy
+        while not ballot.settled() and run.elapsed() < self.options.max_seconds / 2:
+            seed = len(ballot.answers)
+            last = _Session(self, greedy.question, greedy.depth, run, greedy.box, seed, last.turn)
+            ballot.add(last.play(first_message))
+        if len(ballot.answers) > 1:
+            run.emit({"type": "vote", "depth": greedy.depth, "answers": ballot.answers})
+        return ballot.winner()
 
     def _read(self, question: str, passages: str, depth: int, run: _Run) -> str | None:
         """The root model reads the first search's passages (reading.py); its answer counts when
@@ -611,7 +631,16 @@ class Engine:
 class _Session:
     """One RLM run at one depth: the root conversation and what the model has tried so far."""
 
-    def __init__(self, engine: Engine, question: str, depth: int, run: _Run, box: Sandbox) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        question: str,
+        depth: int,
+        run: _Run,
+        box: Sandbox,
+        seed: int | None = None,
+        first_turn: int = 1,
+    ) -> None:
         self.engine, self.question, self.depth, self.run, self.box = (
             engine,
             question,
@@ -619,6 +648,9 @@ class _Session:
             run,
             box,
         )
+        self.seed = seed  # a play after the greedy one: its first program is sampled with it
+        self.first_turn = first_turn  # a later play's turns are numbered on from the last one's
+        self.turn = first_turn  # the number the next turn takes
         self.messages: list[dict[str, str]] = []
         self.seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         self.stuck_turns = 0  # turns whose code, after resampling, had already run
@@ -647,8 +679,9 @@ class _Session:
             {"role": "system", "content": prompts.root_system()},
             {"role": "user", "content": first_message},
         ]
-        for turn in range(1, self.engine.options.max_turns + 1):
-            reason = self._last_turn_reason(turn)
+        for step in range(1, self.engine.options.max_turns + 1):
+            turn, self.turn = self.turn, self.turn + 1
+            reason = self._last_turn_reason(step)
             if reason:
                 self.messages[-1]["content"] += "\n\n" + prompts.last_turn(self.question, reason)
             code = self._next_code(turn, last=bool(reason))
@@ -663,8 +696,8 @@ class _Session:
             self.messages.append({"role": "user", "content": feedback})
         return self.last_final
 
-    def _last_turn_reason(self, turn: int) -> str | None:
-        reason = self.engine._last_turn_reason(turn, self.run)
+    def _last_turn_reason(self, step: int) -> str | None:
+        reason = self.engine._last_turn_reason(step, self.run)
         if not reason and self.stuck_turns >= STUCK_LIMIT:
             reason = "You keep writing code that already ran."
         return reason
@@ -690,7 +723,10 @@ class _Session:
     def _next_code(self, turn: int, last: bool = False) -> str:
         """The root model's next cell; code that already ran is resampled at rising temperatures
         (seeded, so still cacheable): greedy decoding of a small model loops on one cell."""
-        call = self._root_call(turn)
+        if turn == self.first_turn and self.seed is not None:
+            call = self._root_call(turn, PLAY_TEMPERATURE, seed=self.seed)
+        else:
+            call = self._root_call(turn)
         code = prompts.extract_code(call.completion.text)
         for temperature in RESAMPLE_TEMPERATURES:
             if code not in self.seen_code:
