@@ -240,7 +240,7 @@ _RUN_FLAGS = (
     click.option(
         "--plays",
         type=click.IntRange(1, 9),
-        default=3,
+        default=1,
         show_default=True,
         help="Plays of the code turns: the greedy one, then more from sampled first programs "
         "while no answer leads, within half the time budget; most plays' answer wins (1: the "

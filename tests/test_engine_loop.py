@@ -19,7 +19,7 @@ TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
 
 
 def _rlm(tmp_home: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts) -> RLM:
-    defaults = {"first_search": False, "read_samples": 0, "plays": 1}
+    defaults = {"first_search": False, "read_samples": 0}
     options = RunOptions(mode="rlm", **{**defaults, **opts})
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
     return RLM(load_settings(), options, root=root, sub=sub)
@@ -521,7 +521,7 @@ def test_plays_after_the_greedy_one_vote_on_the_answer(tmp_home: Path) -> None:
     root = ScriptedModel(["FINAL('7')", "FINAL('7')"])  # two agree: a third cannot change it
     assert _rlm(tmp_home, root, plays=3).ask("q?", TEXT).stats.turns == 2
     root = ScriptedModel(["FINAL('7')", "FINAL('8')", "FINAL('9')"])
-    assert _rlm(tmp_home, root, plays=3).ask("q?", TEXT).answer == "7"  # no two agree: the greedy one
+    assert _rlm(tmp_home, root, plays=3).ask("q?", TEXT).answer == "7"  # none agree: greedy
     root = ScriptedModel(["FINAL('7')"])
     assert _rlm(tmp_home, root, plays=3, max_seconds=0).ask("q?", TEXT).answer == "7"  # no time
 

@@ -49,7 +49,7 @@ def _ask(
     labeller: ScriptedModel | None = None,
     **opts: Any,
 ) -> RunResult:
-    options = RunOptions(mode="rlm", **{"first_search": False, "plays": 1, **opts})
+    options = RunOptions(mode="rlm", **{"first_search": False, **opts})
     with RLM(load_settings(), options, root=root, sub=sub, labeller=labeller or sub) as rlm:
         return rlm.ask("q?", TEXT)
 
