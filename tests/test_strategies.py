@@ -71,6 +71,17 @@ def test_find_lines_counts_every_match_where_grep_stops_at_fifty(log_box: Sandbo
     assert "\r" not in shown
 
 
+def test_a_pattern_that_matches_nothing_says_how_many_lines_match_ignoring_case(
+    log_box: Sandbox,
+) -> None:
+    expected = sum(1 for line in LOG.split("\r\n") if " - error " in line.lower())
+    shown = ok(log_box.run("hits = find_lines(' - error ')\nprint(len(hits))\nprint(hits)"))
+    assert shown == f"0\n(0 matching lines)\n({expected} match with ignore_case=True)\n"
+    assert ok(log_box.run("print(find_lines(' - nothing at all '))")) == "(0 matching lines)\n"
+    asked = ok(log_box.run("print(len(find_lines(' - error ', ignore_case=True)))"))
+    assert asked == f"{expected}\n"
+
+
 def test_lines_are_strings_that_know_their_number(log_box: Sandbox) -> None:
     cell = (
         "hits = find_lines('request 1234 ')\n"

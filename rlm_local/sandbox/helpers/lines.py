@@ -49,10 +49,16 @@ class Line(str):
 
 
 class Lines(list[Line]):
-    """find_lines' result: every match; printed, a count and the first lines with their numbers."""
+    """find_lines' result: every match; printed, a count and the first lines with their numbers.
+    Empty, it says how many lines the pattern matches ignoring case (`ignoring_case`), as a
+    small model's "Attendees" pattern misses "attendees"."""
+
+    ignoring_case = 0
 
     def __repr__(self) -> str:
         if not self:
+            if self.ignoring_case:
+                return f"(0 matching lines)\n({self.ignoring_case} match with ignore_case=True)"
             return "(0 matching lines)"
         shown = [f"  {line.where}: {_cut(line)}" for line in self[:SHOWN_LINES]]
         more = f"\n  ... {len(self) - SHOWN_LINES} more" if len(self) > SHOWN_LINES else ""
@@ -84,6 +90,13 @@ def find_lines(
         regex = re.compile(pattern, flags)
     except re.error:
         regex = re.compile(re.escape(pattern), flags)
+    found = _matching(regex, text, limit)
+    if not found and not ignore_case:
+        found.ignoring_case = len(_matching(re.compile(regex.pattern, re.IGNORECASE), text, 0))
+    return found
+
+
+def _matching(regex: re.Pattern[str], text: Context | list[str] | None, limit: int) -> Lines:
     found = Lines()
     for prefix, body in sources(text, "find_lines"):
         path = prefix.rstrip(": ")
