@@ -199,18 +199,9 @@ def first_search_cell(question: str) -> str:
     return f"print(search({question!r}, k={FIRST_SEARCH_HITS}))"
 
 
-# The 1.5B model's first program counted with a pattern for lines it had not seen (a markdown
-# table read as `Organization=...`) and answered the empty result (docs/design.md).
-LOOK_FIRST = (
-    "Write code to find the answer. If the lines your code must match are not among those "
-    "shown, print a few of them first (find_lines with one plain word they hold) and fit the "
-    "pattern to them."
-)
-
-
 def first_turn(question: str, description: str, searched: str = "", read: str | None = None) -> str:
     if not searched:
-        return f"{description}\n\nQuestion: {question}\n\n{LOOK_FIRST}"
+        return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
     # The question again after the output: asked before it only, the 1.5B model answered
     # `indent=1` with 4 (codebase QA first turns).
     reading = (
