@@ -933,6 +933,9 @@ def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
         tree.add(Text(_head(run.context, 160), "dim"))
     for turn in run.turns:
         _turn_node(tree, turn, limit)
+    if run.votes:
+        played = " · ".join("no answer" if a is None else _head(a, 60) for a in run.votes)
+        tree.add(Text(f"plays' answers: {played}", "dim"))
     if run.answer is not None:
         tree.add(Text.assemble(("answer: ", "bold green"), _cut(run.answer, limit)))
     else:

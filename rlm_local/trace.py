@@ -331,6 +331,7 @@ class RunRecord:
     events: int
     timing: dict[str, float] | None = None  # run_end's TIMING_KEYS; None in older traces
     timing_by_model: dict[str, dict[str, float]] = field(default_factory=dict)  # root, sub, ...
+    votes: list[str | None] = field(default_factory=list)  # each play's answer, with --plays
 
 
 def _new_cell(event: dict[str, Any] | None = None) -> Cell:
@@ -531,7 +532,15 @@ def load_run(path: Path) -> RunRecord:
         events=len(events),
         timing=_numbers((end or {}).get("timing"), TIMING_KEYS),
         timing_by_model=_timing_by_model((end or {}).get("timing_by_model")),
+        votes=_votes(events),
     )
+
+
+def _votes(events: list[dict[str, Any]]) -> list[str | None]:
+    """The top-level vote of the plays (`--plays`), if there was one."""
+    vote = next((e for e in events if e.get("type") == "vote" and not e.get("depth")), {})
+    answers = vote.get("answers")
+    return [_str(a) for a in answers] if isinstance(answers, list) else []
 
 
 # -- where the time went ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 from scripted import ScriptedModel
 
 from rlm_local.api import RLM
@@ -13,7 +14,7 @@ from rlm_local.cache import CallCache
 from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions, checks, prompts, reading, voting
 from rlm_local.errors import ContextOverflowError
-from rlm_local.trace import read_trace
+from rlm_local.trace import load_run, read_trace
 
 TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
 
@@ -517,6 +518,9 @@ def test_plays_after_the_greedy_one_vote_on_the_answer(tmp_home: Path) -> None:
     assert [p.get("seed") for p in root.params] == [None, 1, 2]
     assert [e["answers"] for e in events if e["type"] == "vote"] == [["7", " 8.", "8"]]
     assert [e["turn"] for e in events if e["type"] == "turn"] == [1, 2, 3]  # numbered on
+    shown = run_cli("runs", "show", str(result.run_id))
+    assert shown.returncode == 0 and "plays' answers: 7 · 8. · 8\n" in shown.stdout
+    assert load_run(Path(str(result.trace_path))).votes == ["7", " 8.", "8"]
 
     root = ScriptedModel(["FINAL('7')", "FINAL('7')"])  # two agree: a third cannot change it
     assert _rlm(tmp_home, root, plays=3).ask("q?", TEXT).stats.turns == 2
