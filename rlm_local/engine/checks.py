@@ -174,11 +174,10 @@ def _empty(cell: FinalCell) -> str | None:
 
 def _is_empty_output(line: str) -> bool:
     """A printed line that is an empty result: a bare 0, [], or find_lines' empty result."""
-    text = line.strip()
-    return text in _EMPTY_RESULTS - {""} or text == EMPTY_LINES
+    return line.strip() in _PRINTED_EMPTY
 
 
-EMPTY_LINES = "(0 matching lines)"
+_PRINTED_EMPTY = (_EMPTY_RESULTS - {""}) | {"(0 matching lines)"}
 
 
 def _unseen_empty(cell: FinalCell) -> str | None:
