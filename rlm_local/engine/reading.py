@@ -18,15 +18,7 @@ READ_SYSTEM = (
     "You read passages found in a long input. If one passage states the answer to the question "
     "directly, reply with the answer only, copied exactly from the text. If the answer must be "
     "counted, listed, compared or computed over the whole input, or is not stated here, reply "
-    f"with the single word {NEEDS_CODE}.\n\n"
-    # Worked examples: the 1.5B reader copied one value the passages showed for "most" and
-    # "smallest" questions (docs/design.md).
-    "Passage: 2024-03-01 10:02 login user=ana from 10.0.0.7\n"
-    "Question: Which user logged in most often?\n"
-    f"Reply: {NEEDS_CODE}\n\n"
-    "Passage: port = 8080  # the default port\n"
-    "Question: What port does the server use by default?\n"
-    "Reply: 8080"
+    f"with the single word {NEEDS_CODE}."
 )
 
 
