@@ -650,8 +650,7 @@ class _Session:
             box,
         )
         self.seed = seed  # a play after the greedy one: its first program is sampled with it
-        self.first_turn = first_turn  # a later play's turns are numbered on from the last one's
-        self.turn = first_turn  # the number the next turn takes
+        self.turn = first_turn  # the number the next turn takes (plays are numbered on)
         self.messages: list[dict[str, str]] = []
         self.seen_code: dict[str, str | None] = {}  # code already run -> the error it raised
         self.stuck_turns = 0  # turns whose code, after resampling, had already run
@@ -724,8 +723,9 @@ class _Session:
     def _next_code(self, turn: int, last: bool = False) -> str:
         """The root model's next cell; code that already ran is resampled at rising temperatures
         (seeded, so still cacheable): greedy decoding of a small model loops on one cell."""
-        if turn == self.first_turn and self.seed is not None:
+        if self.seed is not None:  # a later play's first program; its other turns are greedy
             call = self._root_call(turn, PLAY_TEMPERATURE, seed=self.seed)
+            self.seed = None
         else:
             call = self._root_call(turn)
         code = prompts.extract_code(call.completion.text)
