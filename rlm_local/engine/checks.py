@@ -36,6 +36,7 @@ class FinalCell:
     seen_values: bool  # had the model read printed output of its own code before this cell?
     shown: str = ""  # every output the model was shown in this run, this cell's included
     earlier: tuple[str, ...] = ()  # the code of the cells run before this one
+    look: str = ""  # the first message: the data look (sample lines, a directory's tree)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -57,10 +58,12 @@ def review(cell: FinalCell, passed: frozenset[str] = frozenset()) -> SentBack | 
     for check in (
         _gave_up,
         _echoed,
+        _restated,
         _raised,
         _capped_count,
         _empty,
         _unread,
+        _unfounded,
         _copied,
     ):
         name = check.__name__.lstrip("_")
@@ -92,6 +95,22 @@ def _echoed(cell: FinalCell) -> str | None:
         f"FINAL({_short(cell.answer)}...) only repeats the question; it is not an answer. Call "
         "FINAL with the answer itself, computed from the values you printed."
     )
+
+
+def _restated(cell: FinalCell) -> str | None:
+    """A sentence around the answer that restates the question ("The client IP with the most
+    sessions established is ..."): a checker, or a user's script, wants the value alone."""
+    words = re.findall(r"[^\W\d_]{3,}", cell.answer.lower())
+    asked = set(re.findall(r"[^\W\d_]{3,}", cell.question.lower()))
+    if len(cell.answer.split()) < RESTATED_WORDS or sum(w in asked for w in words) * 2 < len(words):
+        return None
+    return (
+        f"FINAL({_short(cell.answer)}) restates the question around the answer. Call FINAL with "
+        "the answer alone: the name, number or list the question asks for, as your output shows it."
+    )
+
+
+RESTATED_WORDS = 6
 
 
 def _raised(cell: FinalCell) -> str | None:
@@ -202,6 +221,29 @@ def _unread(cell: FinalCell) -> str | None:
         f"you read it:\n{cell.result.output.rstrip()[:1500]}\n\nRead it. If it answers the "
         "question, call FINAL with the answer taken from it; if not, write code for the next step."
     )
+
+
+def _unfounded(cell: FinalCell) -> str | None:
+    """A typed-in answer with words or numbers that stand nowhere the model looked: made up (a
+    sponsor no passage named) or taken from the question ("Chrome (32- or 64-bit)" for "apart
+    from Chrome, which program ...")."""
+    if not final_is_literal(cell.code) or is_non_answer(cell.answer):
+        return None
+    looked = f"{cell.look.replace(cell.question, ' ')}\n{cell.shown}"
+    missing = sorted(_tokens(cell.answer) - _tokens(looked))
+    if not missing:
+        return None
+    return (
+        f"FINAL({_short(cell.answer)}) has {', '.join(map(repr, missing[:5]))}, which stand in "
+        "no output you were shown: the answer was not read from the input. Print the lines that "
+        "hold the answer (find_lines or search), then call FINAL with it as written there."
+    )
+
+
+def _tokens(text: str) -> set[str]:
+    """Words and numbers, lower-case; digit groups joined ("1_000_000", "16,384")."""
+    joined = re.sub(r"(?<=\d)[_,](?=\d{3}(?!\d))", "", text)
+    return set(re.findall(r"[^\W\d_]+|\d+", joined.lower()))
 
 
 def _copied(cell: FinalCell) -> str | None:

@@ -286,7 +286,7 @@ class Engine:
             searched = session.first_search() if self.options.first_search else ""
             read = None
             if searched and self.options.read_first != "off":
-                read = self._read(question, searched, depth, run)
+                read = self._read(question, searched, context, depth, run)
                 if self.options.read_first == "answer":
                     if read is not None:
                         return read
@@ -312,9 +312,16 @@ class Engine:
             run.emit({"type": "vote", "depth": greedy.depth, "answers": ballot.answers})
         return ballot.winner()
 
-    def _read(self, question: str, passages: str, depth: int, run: _Run) -> str | None:
+    def _read(
+        self,
+        question: str,
+        passages: str,
+        context: str | dict[str, str],
+        depth: int,
+        run: _Run,
+    ) -> str | None:
         """The root model reads the first search's passages (reading.py); its answer counts when
-        it is copied from them, else the code turns begin."""
+        it is copied from them and is no value many records share, else the code turns begin."""
         try:
             call = cached_chat(
                 self.root,
@@ -328,6 +335,10 @@ class Engine:
         run.stats.turns += 1
         answer = reading.grounded_answer(call.completion.text, passages)
         event = self._turn_event(depth, 0, call)
+        shared = reading.shared_by_many(answer, context, prompts.FIRST_SEARCH_HITS) if answer else 0
+        if shared:
+            event["shared_by"] = shared  # occurrences in the input (counted just past the limit)
+            answer = None
         if answer is not None and self.options.read_samples:
             samples = self._sample_readings(question, passages, run)
             event["samples"] = samples
@@ -783,7 +794,8 @@ class _Session:
             return answer, ""
         shown = "\n".join(self.shown)
         earlier = tuple(c for c in self.seen_code if c != code)
-        cell = checks.FinalCell(answer, self.question, code, result, seen, shown, earlier)
+        look = self.messages[1]["content"]
+        cell = checks.FinalCell(answer, self.question, code, result, seen, shown, earlier, look)
         verdict = checks.review(cell, frozenset(self.sent_back))
         if verdict is None:
             return answer, ""

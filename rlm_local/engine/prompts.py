@@ -15,6 +15,7 @@ from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
 from rlm_local.sandbox.helpers.lines import EXAMPLE as LINES_EXAMPLE
 from rlm_local.sandbox.helpers.search import EXAMPLE as SEARCH_EXAMPLE
 from rlm_local.sandbox.helpers.sections import EXAMPLE as SECTIONS_EXAMPLE
+from rlm_local.sandbox.helpers.tally import EXAMPLE as TALLY_EXAMPLE
 
 ROOT_INTRO = """\
 You answer a question about a long input you cannot see. It is stored in the Python variable \
@@ -25,6 +26,8 @@ Reply with one ```python block, nothing else. Available in the code:
 - search(query, k=5) -> the k pieces of context that best match the query's words
 - find_lines(pattern) -> every line matching a regex (case-sensitive), each a str with .number; \
 len() is the count
+- tally(pattern, lines=context) -> how many lines give each value of the regex's group 1, most \
+common first (a Counter); lines may be find_lines' result
 - sections() -> the parts of a document (by headings), each a str with .title
 - files(pattern) -> the file paths of a dict context matching a glob, e.g. files("*.py")
 - source(name) -> the code of the function or class called name, with its file and line: \
@@ -54,6 +57,7 @@ ROOT_SYSTEM = "\n".join(
         ROOT_INTRO,
         SEARCH_EXAMPLE,
         LINES_EXAMPLE,
+        TALLY_EXAMPLE,
         CODE_EXAMPLE,
         FILES_EXAMPLE,
         SECTIONS_EXAMPLE,

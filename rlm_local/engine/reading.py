@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from rlm_local.engine.checks import is_non_answer
+from rlm_local.sandbox.helpers.search import PIECE_LINES
 
 NEEDS_CODE = "CODE"
 READ_SYSTEM = (
@@ -69,3 +70,29 @@ def _tokens_stand_in(answer: str, text: str) -> bool:
     tokens = _tokens(answer)
     # A lone number or word must stand as written: "4" is in any log's "19:37:04".
     return 2 <= len(tokens) <= SHORT_ANSWER_TOKENS and tokens <= _tokens(text)
+
+
+def shared_by_many(answer: str, context: str | dict[str, str], seen_pieces: int) -> int:
+    """How often the answer's most frequent item stands in the input, when that is more often
+    than the passages the reader saw could hold (pieces x PIECE_LINES lines), else 0.
+
+    A value standing in hundreds of lines (a date, a host, a block size) is one many records
+    share: which of them the question wants is decided over the whole input, and the reader
+    only saw a few of its occurrences (docs/design.md)."""
+    limit = seen_pieces * PIECE_LINES
+    texts = [context] if isinstance(context, str) else list(context.values())
+    items = [item for item in LIST_SEPARATOR.split(answer) if item]
+    most = max((_occurrences(item, texts, limit) for item in items), default=0)
+    return most if most > limit else 0
+
+
+def _occurrences(item: str, texts: list[str], limit: int) -> int:
+    """Occurrences of the item as a whole token, counted up to limit + 1."""
+    pattern = re.compile(rf"(?<!\w){re.escape(item)}(?!\w)", re.IGNORECASE)
+    count = 0
+    for text in texts:
+        for _ in pattern.finditer(text):
+            count += 1
+            if count > limit:
+                return count
+    return count

@@ -17,6 +17,7 @@ from rlm_local.sandbox.helpers.lines import Line, Lines, find_lines
 from rlm_local.sandbox.helpers.records import record_keys, records
 from rlm_local.sandbox.helpers.search import search
 from rlm_local.sandbox.helpers.sections import Section, sections
+from rlm_local.sandbox.helpers.tally import Tally, tally
 from rlm_local.sandbox.helpers.text import Snippets, chunks, grep, render
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Lines",
     "Section",
     "Snippets",
+    "Tally",
     "chunks",
     "files",
     "find_lines",
@@ -35,6 +37,7 @@ __all__ = [
     "search",
     "sections",
     "source",
+    "tally",
     "tree",
 ]
 
@@ -66,6 +69,9 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def find_lines_(pattern, text=None, ignore_case=False, limit=0):  # type: ignore[no-untyped-def]
         return find_lines(pattern, pick(text), ignore_case, limit)
 
+    def tally_(pattern, text=None, ignore_case=False):  # type: ignore[no-untyped-def]
+        return tally(pattern, pick(text), ignore_case)
+
     def sections_(text=None):  # type: ignore[no-untyped-def]
         return sections(pick(text))
 
@@ -81,6 +87,7 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
         "source": _named(source_, "source", source),
         "records": _named(records_, "records", records),
         "find_lines": _named(find_lines_, "find_lines", find_lines),
+        "tally": _named(tally_, "tally", tally),
         "sections": _named(sections_, "sections", sections),
         "search": _named(search_, "search", search),
         "files": _named(files_, "files", files),

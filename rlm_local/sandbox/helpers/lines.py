@@ -16,13 +16,11 @@ SHOWN_LINES = 20  # lines a printed result shows; len() and iteration see them a
 SHOWN_CHARS = 200  # a longer line is shown cut
 
 EXAMPLE = """\
-Example, to count lines or a value in them (a log, a table), with a pattern that fits the lines:
+Example, to count lines (a log, a table), with a pattern that fits the lines:
 ```python
 hits = find_lines(r"\\bWARN\\b")
 print(len(hits))  # the true count
 print(hits[:3])
-per_host = Counter(re.search(r"host=(\\S+)", line).group(1) for line in hits)
-print(per_host.most_common(3))
 ```"""
 
 
