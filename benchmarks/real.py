@@ -292,7 +292,8 @@ def read_rows(raw: Path) -> list[dict[str, Any]]:
 def method_label(row: dict[str, Any]) -> str:
     """The method, with the engine options its run set away from their defaults."""
     engine = row.get("engine") or {}
-    label = row["method"] + "".join(f" {name}={value}" for name, value in sorted(engine.items()))
+    shown = {n: ",".join(v) if isinstance(v, list) else v for n, v in sorted(engine.items())}
+    label = row["method"] + "".join(f" {name}={value}" for name, value in shown.items())
     return label + (" no-prefix-cache" if row.get("prefix_cache") is False else "")
 
 

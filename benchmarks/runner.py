@@ -62,12 +62,21 @@ def commit() -> str:
     return head + ("-dirty" if changed else "")
 
 
+def _names(name: str, value: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    try:
+        RunOptions(**{name: names})  # checks the names
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{name}: {error}") from None
+    return names
+
+
 def engine_option(text: str) -> tuple[str, Any]:
     """`NAME=VALUE` for one field of RunOptions, the value read as the field's type."""
     name, sep, value = text.partition("=")
     defaults = {f.name: getattr(RunOptions(), f.name) for f in fields(RunOptions)}
-    if not sep or name not in defaults or isinstance(defaults[name], dict | tuple | list):
-        simple = [n for n, v in defaults.items() if isinstance(v, bool | int | float | str)]
+    simple = [n for n, v in defaults.items() if isinstance(v, bool | int | float | str | tuple)]
+    if not sep or name not in simple:
         raise argparse.ArgumentTypeError(
             f"expected NAME=VALUE with NAME one of {', '.join(sorted(simple))}"
         )
@@ -77,6 +86,8 @@ def engine_option(text: str) -> tuple[str, Any]:
     if choices and value not in choices:
         raise argparse.ArgumentTypeError(f"{name} takes one of {', '.join(choices)}")
     try:
+        if isinstance(default, tuple):  # names, comma-separated: skip_checks=unfounded,echoed
+            return name, _names(name, value)
         if isinstance(default, bool):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(value)

@@ -256,6 +256,15 @@ _RUN_FLAGS = (
         "alone decides).",
     ),
     click.option(
+        "--skip-check",
+        "skip_checks",
+        multiple=True,
+        metavar="NAME",
+        help="A check on the answer that never sends it back, e.g. unfounded; repeatable. The "
+        "checks: gave_up, echoed, restated, raised, capped_count, empty, unread, unfounded, "
+        "copied.",
+    ),
+    click.option(
         "--cell-timeout",
         type=click.FloatRange(0.5),
         default=60.0,
@@ -327,9 +336,12 @@ class _Prepared:
 
 def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any]) -> _Prepared:
     """Settings, run options and the loaded input from the shared flags."""
-    from rlm_local.engine import InputOptions, RunOptions, load_inputs
-    from rlm_local.sandbox import SandboxLimits
+    from rlm_local.engine import InputOptions, load_inputs
 
+    try:
+        options = _run_options(flags)
+    except ValueError as error:
+        raise click.UsageError(f"--skip-check: {error}") from None
     settings = _settings(
         ctx,
         root=flags["root"],
@@ -351,7 +363,15 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
     )
     for notice in loaded.notices:
         err.print(f"[yellow]note:[/yellow] {escape(notice)}")
-    options = RunOptions(
+    return _Prepared(settings, options, loaded.context, loaded.conversions, len(loaded.sources))
+
+
+def _run_options(flags: dict[str, Any]) -> Any:
+    """The RunOptions the flags ask for (ValueError for an unknown check name)."""
+    from rlm_local.engine import RunOptions
+    from rlm_local.sandbox import SandboxLimits
+
+    return RunOptions(
         mode=flags["mode"],
         max_turns=flags["max_turns"],
         max_sub_calls=flags["max_sub_calls"],
@@ -363,13 +383,13 @@ def _prepare(ctx: click.Context, inputs: tuple[str, ...], flags: dict[str, Any])
         read_first=flags["read_first"],
         read_samples=flags["read_samples"],
         plays=flags["plays"],
+        skip_checks=tuple(flags["skip_checks"]),
         sandbox=SandboxLimits(
             wall_seconds=flags["cell_timeout"],
             bridge_calls=flags["cell_bridge_calls"],
             bridge_seconds=flags["cell_bridge_seconds"],
         ),
     )
-    return _Prepared(settings, options, loaded.context, loaded.conversions, len(loaded.sources))
 
 
 def _run_footer(result: Any) -> None:

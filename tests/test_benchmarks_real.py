@@ -326,18 +326,22 @@ def test_engine_options_run_as_a_group_of_their_own(tmp_path: Path, tmp_home: Pa
     out = tmp_path / "results"
     run_real(tasks, out, tmp_home, "--methods", "rlm", "--only", "log-01")
     run_real(tasks, out, tmp_home, "--methods", "rlm", "--only", "log-01",
-             "--engine", "read_first=hint", "--engine", "first_search=false")  # fmt: skip
+             "--engine", "read_first=hint", "--engine", "first_search=false",
+             "--engine", "skip_checks=unfounded,empty")  # fmt: skip
     rows = rows_of(out / "real.jsonl")
-    assert [r.get("engine") for r in rows] == [None, {"read_first": "hint", "first_search": False}]
+    engine = {"read_first": "hint", "first_search": False, "skip_checks": ["unfounded", "empty"]}
+    assert [r.get("engine") for r in rows] == [None, engine]
     table = (out / "real.md").read_text()
-    assert table.count("## rlm · ") == 1 and "## rlm first_search=False read_first=hint · " in table
+    assert table.count("## rlm · ") == 1
+    assert "## rlm first_search=False read_first=hint skip_checks=unfounded,empty · " in table
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [("read_first", "NAME=VALUE"), ("no_such=1", "NAME=VALUE"),
      ("max_turns=many", "takes a whole number"), ("first_search=perhaps", "takes true or false"),
-     ("sandbox=x", "NAME=VALUE"), ("read_first=maybe", "takes one of answer, hint, off")],
+     ("sandbox=x", "NAME=VALUE"), ("read_first=maybe", "takes one of answer, hint, off"),
+     ("skip_checks=empty,nope", "skip_checks: unknown check nope")],
 )  # fmt: skip
 def test_a_wrong_engine_option_is_one_sentence(value: str, message: str, capsys: Any) -> None:
     with pytest.raises(SystemExit) as exit_info:

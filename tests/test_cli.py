@@ -102,3 +102,16 @@ def test_cell_bridge_limit_flags(tmp_path: Path) -> None:
         refused = _cli("ask", flag, value, "q?", str(text))
         assert refused.returncode == 2 and flag in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_skip_check_names_every_check_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    from rlm_local.engine.checks import CHECKS
+
+    help_text = " ".join(_cli("ask", "--help").stdout.split())
+    assert "--skip-check" in help_text
+    assert all(name in help_text for name in CHECKS)  # the help lists them all
+    text = tmp_path / "in.txt"
+    text.write_text("hello")
+    refused = _cli("ask", "--skip-check", "nope", "q?", str(text))
+    assert refused.returncode == 2 and "unknown check nope" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -20,7 +20,8 @@ TEXT = "alpha beta. The secret code is 4417. gamma delta. " * 20
 
 
 def _rlm(tmp_home: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts) -> RLM:
-    defaults = {"first_search": False, "read_samples": 0}
+    # Scripted answers are typed in: the check for answers found nowhere has its own tests.
+    defaults = {"first_search": False, "read_samples": 0, "skip_checks": ("unfounded",)}
     options = RunOptions(mode="rlm", **{**defaults, **opts})
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
     return RLM(load_settings(), options, root=root, sub=sub)
@@ -223,7 +224,7 @@ def test_dict_context(tmp_home: Path, context: dict[str, str]) -> None:
 
 def test_a_conversation_that_outgrows_the_window_is_compacted(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1300
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1400
     )
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "compacted"
@@ -265,6 +266,47 @@ def test_a_final_repeating_the_question_is_sent_back_once(tmp_home: Path) -> Non
     assert _rlm(tmp_home, root).ask(question, TEXT).answer == question  # accepted the second time
     root = ScriptedModel(["FINAL('pair')"])  # a short answer is an answer, even in the question
     assert _rlm(tmp_home, root).ask(question, TEXT).stats.turns == 1
+
+
+def test_a_sentence_restating_the_question_around_the_answer_is_sent_back_once(
+    tmp_home: Path,
+) -> None:
+    question = "Which client IP had the most sessions established?"
+    said = "The client IP with the most sessions established is 10.0.0.3."
+    root = ScriptedModel(["print('10.0.0.3')", f"FINAL({said!r})", "FINAL('10.0.0.3')"])
+    assert _rlm(tmp_home, root).ask(question, TEXT).answer == "10.0.0.3"
+    assert "restates the question around the answer" in _last_user(root, 2)
+    # Only once: the model's second word stands.
+    root = ScriptedModel(["print('10.0.0.3')", f"FINAL({said!r})", f'FINAL("{said}")'])
+    assert _rlm(tmp_home, root).ask(question, TEXT).answer == said
+    # A sentence of the input's own words is an answer, not a restatement.
+    root = ScriptedModel(["FINAL('Bob approved the budget after a long debate.')"])
+    assert _rlm(tmp_home, root).ask(question, TEXT).stats.turns == 1
+
+
+def test_a_typed_answer_found_nowhere_the_model_looked_is_sent_back_once(tmp_home: Path) -> None:
+    question = "Apart from chrome.exe, which program shows up in the most lines?"
+    programs = ["chrome.exe", "chrome.exe", "Dropbox.exe", "putty.exe"] * 20
+    log = "\n".join(f"[10.30 16:49:{i:02d}] {p} - host:443 open" for i, p in enumerate(programs))
+    cells = ["print(tally(r'\\] (\\S+) '))", "FINAL('Firefox (64-bit)')", "FINAL('Dropbox.exe')"]
+    root = ScriptedModel(cells)
+    result = _rlm(tmp_home, root, skip_checks=()).ask(question, log)
+    assert result.answer == "Dropbox.exe"
+    message = _last_user(root, 2)
+    assert "'bit', 'firefox'" in message and "stand in no output you were shown" in message
+    # Read off the output (or the lines the first turn showed), a typed answer stands.
+    root = ScriptedModel(["print(tally(r'\\] (\\S+) '))", "FINAL('putty.exe')"])
+    assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 2
+    root = ScriptedModel(["FINAL('10.30')"])
+    assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 1
+    # Digits grouped as in code (1_000_000) stand for the plain number.
+    root = ScriptedModel(["print('iterations = 1_000_000')", "FINAL('1000000')"])
+    assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 2
+    # --skip-check turns a check off.
+    root = ScriptedModel(["FINAL('Firefox')"])
+    assert _rlm(tmp_home, root, skip_checks=("unfounded",)).ask(question, log).answer == "Firefox"
+    with pytest.raises(ValueError, match="unknown check nope; the checks are gave_up"):
+        RunOptions(skip_checks=("nope",))
 
 
 def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
@@ -358,7 +400,7 @@ def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -
 
 def test_root_turns_go_under_the_grammar_only_when_asked(tmp_home: Path) -> None:
     for held in (False, True):
-        root = ScriptedModel(["print(len(context))", "FINAL('n')"])
+        root = ScriptedModel(["n = len(context)\nprint(n)", "FINAL(n)"])
         options = RunOptions(mode="rlm", root_grammar=held)
         RLM(load_settings(), options, root=root, sub=ScriptedModel([])).ask("q?", TEXT)
         grammars = {p.get("grammar") for p in root.params}
@@ -464,6 +506,25 @@ def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_ho
         # The code turns start from the data look alone: the passages had no stated answer.
         first_code_turn = _last_user(root, 1)
         assert "best match" not in first_code_turn and "Some of its lines" in first_code_turn
+
+
+def test_a_read_value_many_records_share_goes_to_the_code_turns(tmp_home: Path) -> None:
+    # "Which day has the most lines?": the passages show some day, and the reader copies it;
+    # a value in more lines than the passages hold is decided over the whole input.
+    days = ["07.26"] * 40 + ["10.30"] * 60
+    log = "\n".join(
+        f"[{day} 10:00:{i % 60:02d}] app.exe - host:443 open" for i, day in enumerate(days)
+    )
+    question = "On which day did app.exe open the most connections to the host?"
+    root = ScriptedModel(["07.26", "print(tally(r'^\\[(\\S+) '))", "FINAL('10.30')"])
+    result = _rlm(tmp_home, root, first_search=True).ask(question, log)
+    assert result.answer == "10.30" and result.stats.turns == 3
+    read = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
+    assert read[0]["accepted"] is False and read[0]["shared_by"] > 36
+    assert reading.shared_by_many("07.26", log, 3) > 36
+    assert reading.shared_by_many("app.exe, 07.26", log, 3) > 36  # a list: any item
+    assert reading.shared_by_many("07.26", log, 4) == 0  # four pieces hold 48 lines
+    assert reading.shared_by_many("10:00:07", {"a.log": log}, 3) == 0  # rare: a stated fact
 
 
 @pytest.mark.parametrize(

@@ -196,11 +196,14 @@ def test_torn_and_older_traces_still_read(recorded: Recorded, tmp_path: Path) ->
 
 def test_compaction_and_direct_mode_in_the_tree(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1700
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1800
     )
     sub = ScriptedModel(answer=_sub_answer)
     with RLM(
-        load_settings(), RunOptions(mode="rlm", first_search=False), root=root, sub=sub
+        load_settings(),
+        RunOptions(mode="rlm", first_search=False, skip_checks=("unfounded",)),
+        root=root,
+        sub=sub,
     ) as rlm:
         result = rlm.ask("q?", DOCUMENT)
     run = load_run(Path(str(result.trace_path)))

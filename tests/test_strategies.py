@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
-from rlm_local.sandbox.helpers import files, find_lines, search, sections, tree
+from rlm_local.sandbox.helpers import files, find_lines, search, sections, tally, tree
 
 LIMITS = SandboxLimits(wall_seconds=10, cpu_seconds=20, memory_mb=512, output_chars=4000)
 LEVELS = ("INFO", "WARN", "ERROR")
@@ -80,6 +80,29 @@ def test_a_pattern_that_matches_nothing_says_how_many_lines_match_ignoring_case(
     assert ok(log_box.run("print(find_lines(' - nothing at all '))")) == "(0 matching lines)\n"
     asked = ok(log_box.run("print(len(find_lines(' - error ', ignore_case=True)))"))
     assert asked == f"{expected}\n"
+
+
+def test_tally_counts_a_value_in_every_line_most_common_first(log_box: Sandbox) -> None:
+    expected = Counter(line.split(" from /")[1].split(":")[0] for line in LOG.split("\r\n"))
+    shown = ok(log_box.run("counts = tally(r'from /([\\d.]+):')\nprint(counts)"))
+    top, count = expected.most_common(1)[0]
+    assert shown.startswith(f"(2000 matching lines, 4 different values)\n  '{top}': {count}\n")
+    # Over find_lines' result: a filter, then the field; lines the pattern misses are skipped.
+    errors = [line for line in LOG.split("\r\n") if " - ERROR " in line]
+    by_worker = Counter(line.split("[")[1].split("]")[0] for line in errors)
+    cell = "print(dict(tally(r'\\[(worker-\\d)\\]', find_lines(' - ERROR '))))"
+    assert ok(log_box.run(cell)) == f"{dict(by_worker.most_common())}\n"
+    assert ok(log_box.run("print(tally('no such thing'))")) == "(0 matching lines)\n"
+
+
+def test_tally_shows_the_top_values_and_how_many_more() -> None:
+    text = "\n".join(f"user=u{i % 15} ok" for i in range(150)) + "\nno user here"
+    counts = tally(r"user=(\w+)", text)
+    assert counts.matched == 150 and len(counts) == 15 and counts["u3"] == 10
+    shown = repr(counts)
+    assert shown.count("\n  '") == 10 and shown.endswith("\n  ... 5 more values")
+    assert tally("user=u1 ", text)["user=u1"] == 10  # no group: the whole match, stripped
+    assert tally("[bad", "a [bad line") == {"[bad": 1}  # an invalid regex is searched literally
 
 
 def test_lines_are_strings_that_know_their_number(log_box: Sandbox) -> None:
@@ -189,6 +212,8 @@ def test_search_prints_where_each_piece_is() -> None:
 def test_helpers_reject_wrong_arguments_with_how_to_call_them(log_box: Sandbox) -> None:
     result = log_box.run("find_lines(3)")
     assert result.error is not None and "find_lines(r'ERROR')" in result.error
+    result = log_box.run("tally(None)")
+    assert result.error is not None and "tally(r'user=(\\w+)')" in result.error
     result = log_box.run("search(['a'])")
     assert result.error is not None and "search('budget decision')" in result.error
     assert find_lines("[unclosed", "a [unclosed b\nnone") == ["a [unclosed b"]

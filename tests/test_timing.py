@@ -49,7 +49,8 @@ def _ask(
     labeller: ScriptedModel | None = None,
     **opts: Any,
 ) -> RunResult:
-    options = RunOptions(mode="rlm", **{"first_search": False, **opts})
+    defaults = {"first_search": False, "skip_checks": ("unfounded",)}  # typed-in scripted answers
+    options = RunOptions(mode="rlm", **{**defaults, **opts})
     with RLM(load_settings(), options, root=root, sub=sub, labeller=labeller or sub) as rlm:
         return rlm.ask("q?", TEXT)
 

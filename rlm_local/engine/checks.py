@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rlm_local.sandbox import CellResult
@@ -55,18 +56,7 @@ class SentBack:
 def review(cell: FinalCell, passed: frozenset[str] = frozenset()) -> SentBack | None:
     """What sends the answer back, or None to accept it; checks named in `passed` already sent
     an answer of this run back, and the model's second word on them stands."""
-    for check in (
-        _gave_up,
-        _echoed,
-        _restated,
-        _raised,
-        _capped_count,
-        _empty,
-        _unread,
-        _unfounded,
-        _copied,
-    ):
-        name = check.__name__.lstrip("_")
+    for name, check in CHECKS.items():
         message = None if name in passed else check(cell)
         if message is not None:
             return SentBack(name, f"{message}\nQuestion: {cell.question}")
@@ -100,9 +90,15 @@ def _echoed(cell: FinalCell) -> str | None:
 def _restated(cell: FinalCell) -> str | None:
     """A sentence around the answer that restates the question ("The client IP with the most
     sessions established is ..."): a checker, or a user's script, wants the value alone."""
-    words = re.findall(r"[^\W\d_]{3,}", cell.answer.lower())
+    words = set(re.findall(r"[^\W\d_]{3,}", cell.answer.lower()))
     asked = set(re.findall(r"[^\W\d_]{3,}", cell.question.lower()))
-    if len(cell.answer.split()) < RESTATED_WORDS or sum(w in asked for w in words) * 2 < len(words):
+    restated = words & asked
+    if (
+        len(cell.answer.split()) < RESTATED_WORDS
+        or len(restated) < RESTATED_MIN
+        or len(restated) * 2 < len(words)
+        or _tokens(cell.answer) <= _tokens(cell.question)  # the question itself: _echoed's
+    ):
         return None
     return (
         f"FINAL({_short(cell.answer)}) restates the question around the answer. Call FINAL with "
@@ -110,7 +106,8 @@ def _restated(cell: FinalCell) -> str | None:
     )
 
 
-RESTATED_WORDS = 6
+RESTATED_WORDS = 6  # an answer this many words long, RESTATED_MIN of them the question's
+RESTATED_MIN = 3
 
 
 def _raised(cell: FinalCell) -> str | None:
@@ -255,6 +252,22 @@ def _copied(cell: FinalCell) -> str | None:
         "Your FINAL copies a long passage of the output. Answer the question itself, briefly: "
         "the name, number or list it asks for."
     )
+
+
+CHECKS: dict[str, Callable[[FinalCell], str | None]] = {
+    check.__name__.lstrip("_"): check
+    for check in (
+        _gave_up,
+        _echoed,
+        _restated,
+        _raised,
+        _capped_count,
+        _empty,
+        _unread,
+        _unfounded,
+        _copied,
+    )
+}
 
 
 def _short(answer: str) -> str:
