@@ -55,4 +55,8 @@ class ScriptedModel:
         if self.delay:
             time.sleep(self.delay)
         split = {"seconds": 0.0, **self.timing}
-        return Completion(text, tokens, len(text) // 4, finish_reason="stop", **split)
+        # A reply past max_tokens (about 4 characters a token) is cut there, as llama.cpp does.
+        cut = len(text) // 4 > params["max_tokens"]
+        text = text[: params["max_tokens"] * 4] if cut else text
+        finish = "length" if cut else "stop"
+        return Completion(text, tokens, len(text) // 4, finish_reason=finish, **split)

@@ -87,6 +87,19 @@ def test_a_repeated_cell_is_resampled_until_the_code_is_new(tmp_home: Path) -> N
     assert "Output:\n2" in _last_user(root, 4)
 
 
+def test_a_cell_cut_off_at_the_reply_limit_is_told_to_be_short(tmp_home: Path) -> None:
+    typed_in = "table = {\n" + "".join(f'    "name{i}": "value{i}",\n' for i in range(40))
+    root = ScriptedModel([typed_in, "FINAL(len(context))"])
+    result = _rlm(tmp_home, root, root_max_tokens=100).ask("q?", TEXT)
+    assert result.answer == str(len(TEXT))
+    told = _last_user(root, 1)
+    assert "SyntaxError" in told and "cut off: it ran past the 100-token limit" in told
+    # A cell that ends within the limit and fails gets the plain error message.
+    root = ScriptedModel(["table = {", "FINAL(len(context))"])
+    _rlm(tmp_home, root, root_max_tokens=100).ask("q?", TEXT)
+    assert "SyntaxError" in _last_user(root, 1) and "cut off" not in _last_user(root, 1)
+
+
 def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> None:
     root = ScriptedModel(["print(1)", *["print(1)"] * 8, "FINAL('stuck')"])
     result = _rlm(tmp_home, root, max_turns=10).ask("q?", TEXT)

@@ -677,6 +677,7 @@ class _Session:
         self.last_final: str | None = None  # a sent-back answer, kept if nothing better comes
         self.values_seen = False  # has the model read printed output of its own code yet?
         self.shown: list[str] = []  # the outputs the model was shown, for checks.review
+        self.cut_off = False  # did the last cell run past root_max_tokens?
 
     def first_search(self) -> str:
         """Before the first turn, a search of the input for the whole question (BM25: no word
@@ -760,6 +761,7 @@ class _Session:
             self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
             call, code = self._forced_final(turn)
         self.run.emit(Engine._turn_event(self.depth, turn, call, code=code))
+        self.cut_off = call.completion.finish_reason == "length"
         return code
 
     def _forced_final(self, turn: int) -> tuple[CachedCompletion, str]:
@@ -787,6 +789,9 @@ class _Session:
         self.values_seen = self.values_seen or bool(result.output.strip())
         self.shown.append(result.output)
         if result.final is None:
+            if result.error and self.cut_off:
+                limit = self.engine.options.root_max_tokens
+                return None, prompts.cut_off_turn(result.error, result.output, limit)
             if result.error:
                 return None, prompts.error_turn(result.error, result.output)
             return None, prompts.output_turn(self.question, result.output)

@@ -120,6 +120,17 @@ def error_turn(error: str, output: str) -> str:
     return f"{printed}Error: {error}\n{_hint(error)}Fix the code and try again."
 
 
+def cut_off_turn(error: str, output: str, limit: int) -> str:
+    """A cell cut off at the reply limit: a small model typing data in (a made-up dict of 40
+    entries) ran past it turn after turn, each a different SyntaxError."""
+    printed = f"Output before the error:\n{output}\n" if output.strip() else ""
+    return (
+        f"{printed}Error: {error}\nYour cell was cut off: it ran past the {limit}-token limit of "
+        "a reply. Write a short cell (a few lines) that computes from `context` with the helpers; "
+        "never type data or long lists in."
+    )
+
+
 def _hint(error: str) -> str:
     """What a common error of a small model means here (slicing a dict context loses turns)."""
     if "unhashable type: 'slice'" in error or "'dict' object has no attribute 'split" in error:
