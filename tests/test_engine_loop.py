@@ -538,6 +538,11 @@ def test_a_read_value_many_records_share_goes_to_the_code_turns(tmp_home: Path) 
     assert reading.shared_by_many("app.exe, 07.26", log, 3) > 36  # a list: any item
     assert reading.shared_by_many("07.26", log, 4) == 0  # four pieces hold 48 lines
     assert reading.shared_by_many("10:00:07", {"a.log": log}, 3) == 0  # rare: a stated fact
+    # A class name in 40 of 10,000 lines of code is a name, not a value records share.
+    code = "\n".join(
+        "class Gone(HTTPException):" if i % 250 == 0 else "x = 1" for i in range(10_000)
+    )
+    assert reading.shared_by_many("HTTPException", {"exceptions.py": code}, 3) == 0
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,7 @@ def grounded_answer(reply: str, passages: str) -> str | None:
     return None
 
 
+SHARED_SHARE = 50  # a value in one line in this many (or more) is a shared field value
 LIST_SEPARATOR = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+and\s+")
 SHORT_ANSWER_TOKENS = 3
 
@@ -74,13 +75,16 @@ def _tokens_stand_in(answer: str, text: str) -> bool:
 
 def shared_by_many(answer: str, context: str | dict[str, str], seen_pieces: int) -> int:
     """How often the answer's most frequent item stands in the input, when that is more often
-    than the passages the reader saw could hold (pieces x PIECE_LINES lines), else 0.
+    than the passages the reader saw could hold (pieces x PIECE_LINES lines) and in at least
+    one line in SHARED_SHARE, else 0.
 
-    A value standing in hundreds of lines (a date, a host, a block size) is one many records
-    share: which of them the question wants is decided over the whole input, and the reader
-    only saw a few of its occurrences (docs/design.md)."""
-    limit = seen_pieces * PIECE_LINES
+    A value standing in hundreds of a log's lines (a date, a host, a block size) is one many
+    records share: which of them the question wants is decided over the whole input, and the
+    reader only saw a few of its occurrences. A class name in 50 of a codebase's 15,000 lines
+    is a name, not a shared field (docs/design.md)."""
     texts = [context] if isinstance(context, str) else list(context.values())
+    lines = sum(text.count("\n") + 1 for text in texts)
+    limit = max(seen_pieces * PIECE_LINES, lines // SHARED_SHARE)
     items = [item for item in LIST_SEPARATOR.split(answer) if item]
     most = max((_occurrences(item, texts, limit) for item in items), default=0)
     return most if most > limit else 0
