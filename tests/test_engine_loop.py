@@ -237,7 +237,7 @@ def test_dict_context(tmp_home: Path, context: dict[str, str]) -> None:
 
 def test_a_conversation_that_outgrows_the_window_is_compacted(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1400
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1500
     )
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "compacted"
@@ -418,6 +418,22 @@ def test_root_turns_go_under_the_grammar_only_when_asked(tmp_home: Path) -> None
         RLM(load_settings(), options, root=root, sub=ScriptedModel([])).ask("q?", TEXT)
         grammars = {p.get("grammar") for p in root.params}
         assert grammars == ({prompts.ROOT_GRAMMAR} if held else {None})
+
+
+def test_the_data_look_names_the_key_lines_a_text_or_its_files_share() -> None:
+    transcript = "# Notes\n" + "".join(
+        f"{who}: point {i}\n\n" for i, who in enumerate(["KG", "NRO", "KG", "MM"] * 5)
+    )
+    look = prompts.describe_context(transcript + "Note: once\n")
+    assert look.endswith("Lines that start `Key: ` most often (key: lines): KG: 10, NRO: 5, MM: 5")
+    peps = {
+        f"pep-{n}.rst": f"PEP: {n}\nTitle: T{n}\n" + ("Sponsor: Ann\n" if n % 2 else "") + "Body"
+        for n in range(6)
+    }
+    look = prompts.describe_context(peps)
+    assert look.endswith("in many of the 6 files (key: files): PEP: 6, Title: 6, Sponsor: 3")
+    assert "Ann" not in look and "T3" not in look  # keys only: no file's values
+    assert "Key:" not in prompts.describe_context("2015-07-29 10:00 INFO a\n" * 50)
 
 
 def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home: Path) -> None:

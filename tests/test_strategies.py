@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
-from rlm_local.sandbox.helpers import files, find_lines, search, sections, tally, tree
+from rlm_local.sandbox.helpers import files, find_lines, search, sections, tables, tally, tree
 
 LIMITS = SandboxLimits(wall_seconds=10, cpu_seconds=20, memory_mb=512, output_chars=4000)
 LEVELS = ("INFO", "WARN", "ERROR")
@@ -217,3 +217,28 @@ def test_helpers_reject_wrong_arguments_with_how_to_call_them(log_box: Sandbox) 
     result = log_box.run("search(['a'])")
     assert result.error is not None and "search('budget decision')" in result.error
     assert find_lines("[unclosed", "a [unclosed b\nnone") == ["a [unclosed b"]
+
+
+def test_tables_parse_pipe_tables_with_their_columns(log_box: Sandbox) -> None:
+    doc = (
+        "# Minutes\n\n**Attendees:**\n\n| Name | Abbreviation | Organization |\n"
+        "|------|:------------:|--------------|\n| Ann Lee | AL | Acme |\n"
+        "| Bo Chen | BC | Initech |\n"
+        "| Cy Young | CY | Acme |\n\nText after.\n\nA | B\n---|---\n1 | 2\n"
+    )
+    found = tables(doc)
+    assert [len(t) for t in found] == [3, 1] and found[1] == [{"A": "1", "B": "2"}]
+    first = found[0]
+    assert first.columns == ["Name", "Abbreviation", "Organization"] and first.line == 5
+    assert Counter(row["Organization"] for row in first) == {"Acme": 2, "Initech": 1}
+    assert repr(first).startswith(
+        "(table at line 5: 3 rows; columns ['Name', 'Abbreviation', 'Organization'])\n"
+        "  {'Name': 'Ann Lee', 'Abbreviation': 'AL', 'Organization': 'Acme'}"
+    )
+    assert tables({"notes/a.md": doc})[0].path == "notes/a.md"
+    assert tables("no | table here\njust text") == []
+    # In a cell, over the worker's context; a short row gets empty cells.
+    with Sandbox("| k | v |\n|---|---|\n| a |\n| b | 2 |", limits=LIMITS) as box:
+        assert ok(box.run("print(tables()[0])")).endswith(
+            "  {'k': 'a', 'v': ''}\n  {'k': 'b', 'v': '2'}\n"
+        )

@@ -9,12 +9,14 @@ concrete question ("does this output answer it?") rather than "continue".
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from rlm_local.sandbox.helpers import tree
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
 from rlm_local.sandbox.helpers.lines import EXAMPLE as LINES_EXAMPLE
 from rlm_local.sandbox.helpers.search import EXAMPLE as SEARCH_EXAMPLE
 from rlm_local.sandbox.helpers.sections import EXAMPLE as SECTIONS_EXAMPLE
+from rlm_local.sandbox.helpers.tables import EXAMPLE as TABLES_EXAMPLE
 from rlm_local.sandbox.helpers.tally import EXAMPLE as TALLY_EXAMPLE
 
 ROOT_INTRO = """\
@@ -29,6 +31,7 @@ len() is the count
 - tally(pattern, lines=context) -> how many lines give each value of the regex's group 1, most \
 common first (a Counter); lines may be find_lines' result
 - sections() -> the parts of a document (by headings), each a str with .title
+- tables() -> the tables of a document (| cell | rows), each a list of dicts (column -> cell)
 - files(pattern) -> the file paths of a dict context matching a glob, e.g. files("*.py")
 - source(name) -> the code of the function or class called name, with its file and line: \
 use it for any function or class the question names
@@ -61,6 +64,7 @@ ROOT_SYSTEM = "\n".join(
         CODE_EXAMPLE,
         FILES_EXAMPLE,
         SECTIONS_EXAMPLE,
+        TABLES_EXAMPLE,
         FINAL_EXAMPLE,
     ]
 )
@@ -167,14 +171,51 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
         shape = f"{len(rows):,} lines" if len(rows) > 1 else "one line"
         return (
             f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in {shape}."
-            "\nSome of its lines, with their numbers:\n" + _samples(rows, sample_lines)
+            "\nSome of its lines, with their numbers:\n"
+            + _samples(rows, sample_lines)
+            + _frequent_fields(context)
         )
     # No file's text: the model answered from the one file shown (docs/design.md).
     total = sum(len(v) for v in context.values())
     return (
         f"`context` is a dict of {len(context):,} files (path -> text), {total:,} characters in "
         f"all (about {total // 4:,} tokens). The files by folder:\n{tree(list(context))}"
+        + _shared_fields(context)
     )
+
+
+_FIELD_LINE = re.compile(r"^([A-Z][\w-]{0,30}):[ \t]", re.MULTILINE)
+MAX_FIELDS = 16
+
+
+MIN_FIELD_LINES = 3
+
+
+def _frequent_fields(text: str) -> str:
+    """The `Key: value` line starts of a text, most frequent first (speakers of a transcript,
+    headers of records), when three or more lines share one."""
+    counts = Counter(_FIELD_LINE.findall(text)).most_common(MAX_FIELDS)
+    common = [(key, n) for key, n in counts if n >= MIN_FIELD_LINES]
+    if not common:
+        return ""
+    listed = ", ".join(f"{key}: {n}" for key, n in common)
+    return f"\nLines that start `Key: ` most often (key: lines): {listed}"
+
+
+def _shared_fields(files: dict[str, str]) -> str:
+    """The `Key: value` lines many files have (headers of PEPs, e-mails, front matter), with no
+    file's values: where each file states its author or date, without anchoring the model on
+    one file."""
+    having: dict[str, int] = {}
+    for text in files.values():
+        for key in dict.fromkeys(_FIELD_LINE.findall(text)):
+            having[key] = having.get(key, 0) + 1
+    enough = max(2, len(files) // 3)
+    common = sorted((-n, key) for key, n in having.items() if n >= enough)[:MAX_FIELDS]
+    if not common:
+        return ""
+    listed = ", ".join(f"{key}: {-n}" for n, key in common)
+    return f"\nLines that start `Key: ` in many of the {len(files)} files (key: files): {listed}"
 
 
 MAX_SAMPLE_CHARS = 160

@@ -17,6 +17,7 @@ from rlm_local.sandbox.helpers.lines import Line, Lines, find_lines
 from rlm_local.sandbox.helpers.records import record_keys, records
 from rlm_local.sandbox.helpers.search import search
 from rlm_local.sandbox.helpers.sections import Section, sections
+from rlm_local.sandbox.helpers.tables import Table, tables
 from rlm_local.sandbox.helpers.tally import Tally, tally
 from rlm_local.sandbox.helpers.text import Snippets, chunks, grep, render
 
@@ -25,6 +26,7 @@ __all__ = [
     "Lines",
     "Section",
     "Snippets",
+    "Table",
     "Tally",
     "chunks",
     "files",
@@ -37,6 +39,7 @@ __all__ = [
     "search",
     "sections",
     "source",
+    "tables",
     "tally",
     "tree",
 ]
@@ -72,6 +75,9 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def tally_(pattern, text=None, ignore_case=False):  # type: ignore[no-untyped-def]
         return tally(pattern, pick(text), ignore_case)
 
+    def tables_(text=None):  # type: ignore[no-untyped-def]
+        return tables(pick(text))
+
     def sections_(text=None):  # type: ignore[no-untyped-def]
         return sections(pick(text))
 
@@ -89,6 +95,7 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
         "find_lines": _named(find_lines_, "find_lines", find_lines),
         "tally": _named(tally_, "tally", tally),
         "sections": _named(sections_, "sections", sections),
+        "tables": _named(tables_, "tables", tables),
         "search": _named(search_, "search", search),
         "files": _named(files_, "files", files),
     }

@@ -1,0 +1,76 @@
+r"""tables(): the pipe tables of a document (markdown), each a list of rows keyed by column.
+
+Asked to count an attendee table's rows by organisation, the 1.5B model searched for the words
+"Attendee Table" or matched `Organization=(\w+)`, a layout it imagined; a table parsed once,
+with its column names printed, makes a tally of a column a plain dict lookup.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rlm_local.sandbox.helpers.base import Context, sources
+
+SHOWN_ROWS = 3  # rows a printed table shows; iteration and len() see them all
+_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+EXAMPLE = """\
+Example, for a table in a document (lines of | cells |):
+```python
+table = tables()[0]  # a list of rows, each a dict: column name -> cell
+print(len(table), table.columns)
+print(Counter(row["Status"] for row in table).most_common(5))
+```"""
+
+
+class Table(list[dict[str, str]]):
+    """One table: its rows as dicts, with `.columns` and where it starts (`.path`, `.line`)."""
+
+    columns: list[str]
+    path: str
+    line: int
+
+    def __repr__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.path else f"line {self.line}"
+        shown = "\n".join(f"  {row}" for row in self[:SHOWN_ROWS])
+        more = f"\n  ... {len(self) - SHOWN_ROWS} more rows" if len(self) > SHOWN_ROWS else ""
+        return f"(table at {where}: {len(self)} rows; columns {self.columns})\n{shown}{more}"
+
+    __str__ = __repr__
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") else inner
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", inner)]
+
+
+def _table(rows: list[str], path: str, line: int) -> Table:
+    table = Table()
+    table.columns = [
+        name.strip("*_` ") or f"column {n}" for n, name in enumerate(_cells(rows[0]), 1)
+    ]
+    table.path, table.line = path, line
+    for row in rows[2:]:
+        cells = _cells(row) + [""] * len(table.columns)  # a short row: empty cells
+        table.append(dict(zip(table.columns, cells, strict=False)))
+    return table
+
+
+def tables(text: Context | list[str] | None) -> list[Table]:
+    """Every pipe table: a header row, a |---| separator row, then rows, in reading order."""
+    found: list[Table] = []
+    for prefix, body in sources(text, "tables"):
+        lines = body.split("\n")
+        start = 0
+        while start < len(lines) - 1:
+            if "|" in lines[start] and _SEPARATOR.match(lines[start + 1].strip()):
+                end = start + 2
+                while end < len(lines) and "|" in lines[end] and lines[end].strip():
+                    end += 1
+                found.append(_table(lines[start:end], prefix.rstrip(": "), start + 1))
+                start = end
+            else:
+                start += 1
+    return found
