@@ -90,7 +90,7 @@ def test_tally_counts_a_value_in_every_line_most_common_first(log_box: Sandbox) 
     # Over find_lines' result: a filter, then the field; lines the pattern misses are skipped.
     errors = [line for line in LOG.split("\r\n") if " - ERROR " in line]
     by_worker = Counter(line.split("[")[1].split("]")[0] for line in errors)
-    cell = "print(dict(tally(r'\\[(worker-\\d)\\]', find_lines(' - ERROR '))))"
+    cell = "print(dict(tally(r'\\[(worker-\\d)\\]', lines=find_lines(' - ERROR '))))"
     assert ok(log_box.run(cell)) == f"{dict(by_worker.most_common())}\n"
     assert ok(log_box.run("print(tally('no such thing'))")) == "(0 matching lines)\n"
 

@@ -72,8 +72,8 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def find_lines_(pattern, text=None, ignore_case=False, limit=0):  # type: ignore[no-untyped-def]
         return find_lines(pattern, pick(text), ignore_case, limit)
 
-    def tally_(pattern, text=None, ignore_case=False):  # type: ignore[no-untyped-def]
-        return tally(pattern, pick(text), ignore_case)
+    def tally_(pattern, lines=None, ignore_case=False):  # type: ignore[no-untyped-def]
+        return tally(pattern, pick(lines), ignore_case)
 
     def tables_(text=None):  # type: ignore[no-untyped-def]
         return tables(pick(text))

@@ -43,7 +43,7 @@ class Tally(Counter[str]):
     __str__ = __repr__
 
 
-def tally(pattern: str, text: Context | list[str] | None, ignore_case: bool = False) -> Tally:
+def tally(pattern: str, lines: Context | list[str] | None, ignore_case: bool = False) -> Tally:
     """How many lines give each value: group 1 of the regex `pattern` (the whole match when it
     has no group) in each line it matches, case-sensitive unless `ignore_case`; an invalid regex
     is searched literally."""
@@ -55,7 +55,7 @@ def tally(pattern: str, text: Context | list[str] | None, ignore_case: bool = Fa
     except re.error:
         regex = re.compile(re.escape(pattern), flags)
     counts = Tally()
-    for _prefix, body in sources(text, "tally"):
+    for _prefix, body in sources(lines, "tally"):
         for line in body.split("\n"):
             found = regex.search(line)
             if found is None:
