@@ -100,6 +100,15 @@ def test_a_cell_cut_off_at_the_reply_limit_is_told_to_be_short(tmp_home: Path) -
     assert "SyntaxError" in _last_user(root, 1) and "cut off" not in _last_user(root, 1)
 
 
+def test_out_of_time_a_repeated_cell_is_not_resampled(tmp_home: Path) -> None:
+    # Each resample is a full root turn (20-25 s on this machine's 1.5B model): past the budget
+    # the repeat goes straight to the last turn's forced answer.
+    root = ScriptedModel(["print(1)", "print(1)", "1)"], delay=1.0)
+    result = _rlm(tmp_home, root, max_seconds=1.0).ask("q?", TEXT)
+    assert result.answer == "1" and len(root.calls) == 3
+    assert root.params[2]["assistant_prefix"].endswith("FINAL(")
+
+
 def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> None:
     root = ScriptedModel(["print(1)", *["print(1)"] * 8, "FINAL('stuck')"])
     result = _rlm(tmp_home, root, max_turns=10).ask("q?", TEXT)

@@ -750,8 +750,8 @@ class _Session:
             call = self._root_call(turn)
         code = prompts.extract_code(call.completion.text)
         for temperature in RESAMPLE_TEMPERATURES:
-            if code not in self.seen_code:
-                break
+            if code not in self.seen_code or self.run.out_of_time():
+                break  # out of time, the repeat is answered by the next message instead
             self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
             call = self._root_call(turn, temperature, seed=turn)
             self.run.stats.turns -= 1  # a resample is the same turn
