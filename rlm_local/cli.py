@@ -956,6 +956,8 @@ def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
     if run.votes:
         played = " · ".join("no answer" if a is None else _head(a, 60) for a in run.votes)
         tree.add(Text(f"plays' answers: {played}", "dim"))
+    if run.fell_back:
+        tree.add(Text("the code turns found no answer: the reader's copied answer stands", "dim"))
     if run.answer is not None:
         tree.add(Text.assemble(("answer: ", "bold green"), _cut(run.answer, limit)))
     else:

@@ -332,6 +332,7 @@ class RunRecord:
     timing: dict[str, float] | None = None  # run_end's TIMING_KEYS; None in older traces
     timing_by_model: dict[str, dict[str, float]] = field(default_factory=dict)  # root, sub, ...
     votes: list[str | None] = field(default_factory=list)  # each play's answer, with --plays
+    fell_back: bool = False  # the code turns found no answer: the reader's copied one stands
 
 
 def _new_cell(event: dict[str, Any] | None = None) -> Cell:
@@ -533,6 +534,7 @@ def load_run(path: Path) -> RunRecord:
         timing=_numbers((end or {}).get("timing"), TIMING_KEYS),
         timing_by_model=_timing_by_model((end or {}).get("timing_by_model")),
         votes=_votes(events),
+        fell_back=any(e.get("type") == "fallback" and not e.get("depth") for e in events),
     )
 
 

@@ -570,6 +570,26 @@ def test_a_read_value_many_records_share_goes_to_the_code_turns(tmp_home: Path) 
     assert reading.shared_by_many("HTTPException", {"exceptions.py": code}, 3) == 0
 
 
+def test_when_the_code_turns_find_nothing_the_reader_s_copied_answer_stands(
+    tmp_home: Path,
+) -> None:
+    days = ["07.26"] * 40 + ["10.30"] * 60
+    log = "\n".join(
+        f"[{day} 10:00:{i % 60:02d}] app.exe - host:443 open" for i, day in enumerate(days)
+    )
+    question = "On which day did app.exe open the most connections to the host?"
+    # Refused as a shared value; the code turns give up twice: the reading stands.
+    root = ScriptedModel(["07.26", "FINAL('not found')", "FINAL('No answer found.')"])
+    result = _rlm(tmp_home, root, first_search=True).ask(question, log)
+    assert result.answer == "07.26"
+    events = read_trace(Path(result.trace_path))
+    assert [e["answer"] for e in events if e["type"] == "fallback"] == ["07.26"]
+    assert load_run(Path(result.trace_path)).fell_back
+    # A real answer of the code turns wins over the reading.
+    root = ScriptedModel(["07.26", "FINAL('10.30')"])
+    assert _rlm(tmp_home, root, first_search=True).ask(question, log).answer == "10.30"
+
+
 @pytest.mark.parametrize(
     ("reply", "kept"),
     [("PEP 589", True), ("589", False), ("4", False), ("Rob Palmer, Ujjwal Sharma", True),

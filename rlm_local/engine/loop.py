@@ -292,19 +292,30 @@ class Engine:
         with self.carryover.opener(depth)(context, bridge, limits) as box:
             session = _Session(self, question, depth, run, box)
             searched = session.first_search() if self.options.first_search else ""
-            read = None
+            found = reading.Reading()
             if searched and self.options.read_first != "off":
-                read = self._read(question, searched, context, depth, run)
+                found = self._read(question, searched, context, depth, run)
                 if self.options.read_first == "answer":
-                    if read is not None:
-                        return read
+                    if found.answer is not None:
+                        return found.answer
                     # No stated answer there: the code turns start without the passages,
                     # which anchored the model on search() (docs/design.md).
                     searched = ""
             first = self.carryover.preface(
-                depth, prompts.first_turn(question, description, searched, read)
+                depth, prompts.first_turn(question, description, searched, found.answer)
             )
-            return self._vote(session, first)
+            return self._or_reading(self._vote(session, first), found, depth, run)
+
+    @staticmethod
+    def _or_reading(
+        answer: str | None, found: reading.Reading, depth: int, run: _Run
+    ) -> str | None:
+        """The code turns' answer; when they found none, what the reader copied from the
+        passages (refused as unsure or as a shared value, it is still better than nothing)."""
+        if found.grounded is None or (answer is not None and not checks.is_non_answer(answer)):
+            return answer
+        run.emit({"type": "fallback", "depth": depth, "answer": found.grounded, "code": answer})
+        return found.grounded
 
     def _vote(self, greedy: _Session, first_message: str) -> str | None:
         """The code turns played from the greedy first program and, at the top level while the
@@ -327,7 +338,7 @@ class Engine:
         context: str | dict[str, str],
         depth: int,
         run: _Run,
-    ) -> str | None:
+    ) -> reading.Reading:
         """The root model reads the first search's passages (reading.py); its answer counts when
         it is copied from them and is no value many records share, else the code turns begin."""
         try:
@@ -338,10 +349,10 @@ class Engine:
                 max_tokens=self.options.read_max_tokens,
             )
         except ContextOverflowError:  # passages larger than the window: code goes on
-            return None
+            return reading.Reading()
         run.count(call, "root")
         run.stats.turns += 1
-        answer = reading.grounded_answer(call.completion.text, passages)
+        answer = grounded = reading.grounded_answer(call.completion.text, passages)
         event = self._turn_event(depth, 0, call)
         shared = reading.shared_by_many(answer, context, prompts.FIRST_SEARCH_HITS) if answer else 0
         if shared:
@@ -354,7 +365,7 @@ class Engine:
                 answer = None  # the model itself is unsure the passages state it
         event.update(type="read", accepted=answer is not None)
         run.emit(event)
-        return answer
+        return reading.Reading(answer, grounded)
 
     def _sample_readings(self, question: str, passages: str, run: _Run) -> list[str | None]:
         """The grounded answers of seeded readings at temperature (cached like greedy ones)."""

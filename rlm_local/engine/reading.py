@@ -10,9 +10,20 @@ answer.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from rlm_local.engine.checks import is_non_answer
 from rlm_local.sandbox.helpers.search import PIECE_LINES
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader found: `answer`, the run's answer when accepted; `grounded`, its reply
+    when it stood in the passages even if refused (the answer when the code turns find none)."""
+
+    answer: str | None = None
+    grounded: str | None = None
+
 
 NEEDS_CODE = "CODE"
 READ_SYSTEM = (
