@@ -594,12 +594,16 @@ def test_when_the_code_turns_find_nothing_the_reader_s_copied_answer_stands(
     ("reply", "kept"),
     [("PEP 589", True), ("589", False), ("4", False), ("Rob Palmer, Ujjwal Sharma", True),
      ("Rob Palmer and Ujjwal Sharma", True), ("10", False), ("Rob Smith", False),
-     ("Palmer Rob Sharma Ujjwal", False), ("CODE", False), ("Not found.", False)],
+     ("Palmer Rob Sharma Ujjwal", False), ("CODE", False), ("Not found.", False),
+     ("Rob Palmer\nUjjwal Sharma", "Rob Palmer, Ujjwal Sharma"),
+     ("- Rob Palmer\n- `Ujjwal Sharma`.", "Rob Palmer, Ujjwal Sharma"),
+     ("Rob Palmer\nRob Smith", False), ("CODE\nRob Palmer", False)],
 )  # fmt: skip
-def test_a_read_answer_counts_only_when_the_passages_hold_it(reply: str, kept: bool) -> None:
+def test_a_read_answer_counts_only_when_the_passages_hold_it(reply: str, kept: bool | str) -> None:
     passages = "--- pep-0589.rst:667\nDavid Foster contributed.\n| Rob Palmer | RPR |\n" \
         "| Ujjwal Sharma | USA |\nline 107: x at 19:37:04"  # fmt: skip
-    assert (reading.grounded_answer(reply, passages) == reply) is kept
+    copied = reading.grounded_answer(reply, passages)
+    assert copied == kept if isinstance(kept, str) else (copied == reply) is kept
 
 
 def test_a_read_answer_can_be_offered_to_the_code_turns_instead(tmp_home: Path) -> None:

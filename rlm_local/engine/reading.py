@@ -46,14 +46,19 @@ def grounded_answer(reply: str, passages: str) -> str | None:
     token: "10" is not copied from "line 107"), each item of a list as written, or a short
     answer whose words and numbers all stand there; None for CODE, prose, a guess or "not
     found"."""
-    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
+    lines = [_unmarked(line) for line in reply.strip().splitlines() if _unmarked(line)]
     if not lines:
         return None
-    # Copied with a comment mark (source()'s "# path line N", a defaults note): dropped.
-    answer = re.sub(r"^#\s+", "", " ".join(lines[0].strip("`").split())).rstrip(".")
+    text = " ".join(passages.split())
+    # A list given one item a line ("10.10.34.12\n10.10.34.13"): each short, as written there.
+    if 1 < len(lines) <= MAX_LIST_LINES and all(
+        len(line) <= MAX_ITEM_CHARS and not is_non_answer(line) and _stands_in(line, text)
+        for line in lines
+    ):
+        return ", ".join(lines)
+    answer = lines[0]
     if not answer or answer.upper() == NEEDS_CODE or len(answer) > 200 or is_non_answer(answer):
         return None
-    text = " ".join(passages.split())
     items = [item for item in LIST_SEPARATOR.split(answer) if item]
     if all(_stands_in(item, text) for item in items) or _tokens_stand_in(answer, text):
         return answer
@@ -61,6 +66,17 @@ def grounded_answer(reply: str, passages: str) -> str | None:
 
 
 SHARED_SHARE = 50  # a value in one line in this many (or more) is a shared field value
+MAX_LIST_LINES = 12
+MAX_ITEM_CHARS = 80
+
+
+def _unmarked(line: str) -> str:
+    """A reply line without list bullets, backticks, a comment mark (source()'s "# path line N")
+    or a closing full stop."""
+    line = re.sub(r"^(?:[-*•]|\d+[.)]|#)\s+", "", line.strip())
+    return " ".join(line.rstrip(".").strip("`").rstrip(".").split())
+
+
 LIST_SEPARATOR = re.compile(r"\s*[,;]\s*(?:and\s+)?|\s+and\s+")
 SHORT_ANSWER_TOKENS = 3
 
