@@ -585,6 +585,10 @@ def test_when_the_code_turns_find_nothing_the_reader_s_copied_answer_stands(
     events = read_trace(Path(result.trace_path))
     assert [e["answer"] for e in events if e["type"] == "fallback"] == ["07.26"]
     assert load_run(Path(result.trace_path)).fell_back
+    # So it does when the code turns' answer is the question itself.
+    echo = "FINAL(" + repr(question) + ")"
+    root = ScriptedModel(["07.26", echo, echo.replace("FINAL(", "FINAL( ")])
+    assert _rlm(tmp_home, root, first_search=True).ask(question, log).answer == "07.26"
     # A real answer of the code turns wins over the reading.
     root = ScriptedModel(["07.26", "FINAL('10.30')"])
     assert _rlm(tmp_home, root, first_search=True).ask(question, log).answer == "10.30"

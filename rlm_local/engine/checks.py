@@ -77,9 +77,14 @@ def _gave_up(cell: FinalCell) -> str | None:
     )
 
 
+def is_echo(answer: str, question: str) -> bool:
+    """An answer that is (the start of) the question: no answer at all."""
+    said = " ".join(answer.lower().split())
+    return len(said) >= 30 and said[:80] in " ".join(question.lower().split())
+
+
 def _echoed(cell: FinalCell) -> str | None:
-    said = " ".join(cell.answer.lower().split())
-    if len(said) < 30 or said[:80] not in " ".join(cell.question.lower().split()):
+    if not is_echo(cell.answer, cell.question):
         return None
     return (
         f"FINAL({_short(cell.answer)}...) only repeats the question; it is not an answer. Call "

@@ -304,15 +304,16 @@ class Engine:
             first = self.carryover.preface(
                 depth, prompts.first_turn(question, description, searched, found.answer)
             )
-            return self._or_reading(self._vote(session, first), found, depth, run)
+            return self._or_reading(self._vote(session, first), found, question, depth, run)
 
     @staticmethod
     def _or_reading(
-        answer: str | None, found: reading.Reading, depth: int, run: _Run
+        answer: str | None, found: reading.Reading, question: str, depth: int, run: _Run
     ) -> str | None:
-        """The code turns' answer; when they found none, what the reader copied from the
-        passages (refused as unsure or as a shared value, it is still better than nothing)."""
-        if found.grounded is None or (answer is not None and not checks.is_non_answer(answer)):
+        """The code turns' answer; when they found none (or only the question), what the reader
+        copied from the passages (refused as unsure or as a shared value, still the better)."""
+        found_none = answer is None or checks.is_non_answer(answer)
+        if found.grounded is None or not (found_none or checks.is_echo(answer, question)):
             return answer
         run.emit({"type": "fallback", "depth": depth, "answer": found.grounded, "code": answer})
         return found.grounded
