@@ -246,7 +246,7 @@ def test_dict_context(tmp_home: Path, context: dict[str, str]) -> None:
 
 def test_a_conversation_that_outgrows_the_window_is_compacted(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1500
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1600
     )
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "compacted"

@@ -12,6 +12,7 @@ import re
 from collections import Counter
 
 from rlm_local.sandbox.helpers import tree
+from rlm_local.sandbox.helpers.definitions import EXAMPLE as DEFINITIONS_EXAMPLE
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
 from rlm_local.sandbox.helpers.lines import EXAMPLE as LINES_EXAMPLE
 from rlm_local.sandbox.helpers.search import EXAMPLE as SEARCH_EXAMPLE
@@ -35,6 +36,8 @@ common first (a Counter); lines may be find_lines' result
 - files(pattern) -> the file paths of a dict context matching a glob, e.g. files("*.py")
 - source(name) -> the code of the function or class called name, with its file and line: \
 use it for any function or class the question names
+- definitions() -> every def and class of the Python files, each a str (its name) with .kind \
+("function", "method", "nested", "class"), .path, .line, .parent, .params
 - llm_query(prompt) -> str: a small model answers a prompt (put a piece of text in it)
 - ask_each(question, pieces) -> list: llm_query's answer to the question for each piece
 - FINAL(answer): give the final answer and stop
@@ -62,6 +65,7 @@ ROOT_SYSTEM = "\n".join(
         LINES_EXAMPLE,
         TALLY_EXAMPLE,
         CODE_EXAMPLE,
+        DEFINITIONS_EXAMPLE,
         FILES_EXAMPLE,
         SECTIONS_EXAMPLE,
         TABLES_EXAMPLE,
