@@ -445,6 +445,18 @@ def test_the_data_look_names_the_key_lines_a_text_or_its_files_share() -> None:
     assert "Key:" not in prompts.describe_context("2015-07-29 10:00 INFO a\n" * 50)
 
 
+def test_the_data_look_names_the_helpers_that_fit_the_input() -> None:
+    notes = "# Notes\n\n| Name | Org |\n|---|---|\n| Ann | Acme |\n\nTitle\n-----\ntext\n"
+    hint = "It has 1 table (| cell | rows): tables() gives each as a list of dicts, column -> cell."
+    assert prompts.describe_context(notes).endswith(hint)
+    package = {"app/a.py": "def f():\n    pass\n", "app/b.py": "", "README.md": "# App\n"}
+    look = prompts.describe_context(package)
+    assert look.endswith("It has 2 Python files: definitions() lists every def and class in them, "
+                         "each a str (its name) with .kind (function, method, nested, class), "
+                         ".path, .line, .parent, .params.")  # fmt: skip
+    assert "tables()" not in prompts.describe_context("Title\n-----\nno | table\n")
+
+
 def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home: Path) -> None:
     log = "\n".join(f"2015-07-29 10:{i % 60:02d} INFO event number {i}" for i in range(1, 101))
     root = ScriptedModel(["FINAL('x')"])

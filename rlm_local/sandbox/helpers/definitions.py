@@ -17,15 +17,6 @@ from rlm_local.sandbox.helpers.base import Context, sources
 
 SHOWN_DEFINITIONS = 20
 
-EXAMPLE = """\
-Example, for questions about a codebase's functions, classes and methods:
-```python
-found = definitions()  # each a str (its name) with .kind, .path, .line, .parent, .params
-takes_db = [d for d in found if "db" in d.params]
-print(len(takes_db), takes_db[:5])
-print(Counter((d.path, d.parent) for d in found if d.kind == "method").most_common(3))
-```"""
-
 
 class Definition(str):
     """A def or class: its name (a str) with `.kind` ("function" at a module's top level,
@@ -95,13 +86,18 @@ def _walk(
                     yield from _walk(inner, path, parent, in_class, in_def)
 
 
+def python_files(files: dict[str, str]) -> int:
+    """How many of a directory's files are Python source."""
+    return sum(path.endswith((".py", ".pyi")) for path in files)
+
+
 def definitions(text: Context | list[str] | None) -> Definitions:
     """Every def and class of each Python file (a dict's ".py" paths, or a str of code), in file
     order; a file that does not parse is skipped."""
     found = Definitions()
     for prefix, body in sources(text, "definitions"):
         path = prefix.rstrip(": ")
-        if isinstance(text, dict) and not path.endswith((".py", ".pyi")):
+        if isinstance(text, dict) and not python_files({path: body}):
             continue
         try:
             tree = ast.parse(body)

@@ -58,14 +58,21 @@ def _table(rows: list[str], path: str, line: int) -> Table:
     return table
 
 
+def count_tables(text: str) -> int:
+    """How many pipe tables a text has, for the data look."""
+    return len(tables(text))
+
+
 def tables(text: Context | list[str] | None) -> list[Table]:
-    """Every pipe table: a header row, a |---| separator row, then rows, in reading order."""
+    """Every pipe table: a header row, a |---| separator row (a heading's underline has no |),
+    then rows, in reading order."""
     found: list[Table] = []
     for prefix, body in sources(text, "tables"):
         lines = body.split("\n")
         start = 0
         while start < len(lines) - 1:
-            if "|" in lines[start] and _SEPARATOR.match(lines[start + 1].strip()):
+            below = lines[start + 1].strip()
+            if "|" in lines[start] and "|" in below and _SEPARATOR.match(below):
                 end = start + 2
                 while end < len(lines) and "|" in lines[end] and lines[end].strip():
                     end += 1
