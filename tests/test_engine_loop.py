@@ -246,7 +246,7 @@ def test_dict_context(tmp_home: Path, context: dict[str, str]) -> None:
 
 def test_a_conversation_that_outgrows_the_window_is_compacted(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1600
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1500
     )
     result = _rlm(tmp_home, root).ask("q?", TEXT)
     assert result.answer == "compacted"
@@ -443,18 +443,6 @@ def test_the_data_look_names_the_key_lines_a_text_or_its_files_share() -> None:
     assert look.endswith("in many of the 6 files (key: files): PEP: 6, Title: 6, Sponsor: 3")
     assert "Ann" not in look and "T3" not in look  # keys only: no file's values
     assert "Key:" not in prompts.describe_context("2015-07-29 10:00 INFO a\n" * 50)
-
-
-def test_the_data_look_names_the_helpers_that_fit_the_input() -> None:
-    notes = "# Notes\n\n| Name | Org |\n|---|---|\n| Ann | Acme |\n\nTitle\n-----\ntext\n"
-    hint = "It has 1 table (| cell | rows): tables() gives each as a list of dicts, column -> cell."
-    assert prompts.describe_context(notes).endswith(hint)
-    package = {"app/a.py": "def f():\n    pass\n", "app/b.py": "", "README.md": "# App\n"}
-    look = prompts.describe_context(package)
-    assert look.endswith("It has 2 Python files: definitions() lists every def and class in them, "
-                         "each a str (its name) with .kind (function, method, nested, class), "
-                         ".path, .line, .parent, .params.")  # fmt: skip
-    assert "tables()" not in prompts.describe_context("Title\n-----\nno | table\n")
 
 
 def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home: Path) -> None:

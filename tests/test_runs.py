@@ -196,7 +196,7 @@ def test_torn_and_older_traces_still_read(recorded: Recorded, tmp_path: Path) ->
 
 def test_compaction_and_direct_mode_in_the_tree(tmp_home: Path) -> None:
     root = ScriptedModel(
-        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 2000
+        ["print('x' * 1900)", "print('y' * 1900)", "FINAL('compacted')"], n_ctx=384 + 1900
     )
     sub = ScriptedModel(answer=_sub_answer)
     with RLM(

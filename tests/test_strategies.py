@@ -11,16 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_local.sandbox import CellResult, Sandbox, SandboxLimits
-from rlm_local.sandbox.helpers import (
-    definitions,
-    files,
-    find_lines,
-    search,
-    sections,
-    tables,
-    tally,
-    tree,
-)
+from rlm_local.sandbox.helpers import files, find_lines, search, sections, tables, tally, tree
 
 LIMITS = SandboxLimits(wall_seconds=10, cpu_seconds=20, memory_mb=512, output_chars=4000)
 LEVELS = ("INFO", "WARN", "ERROR")
@@ -246,56 +237,9 @@ def test_tables_parse_pipe_tables_with_their_columns(log_box: Sandbox) -> None:
     )
     assert tables({"notes/a.md": doc})[0].path == "notes/a.md"
     assert tables("no | table here\njust text") == []
+    assert tables("A title | with a bar\n---------------------\ntext") == []  # a heading
     # In a cell, over the worker's context; a short row gets empty cells.
     with Sandbox("| k | v |\n|---|---|\n| a |\n| b | 2 |", limits=LIMITS) as box:
         assert ok(box.run("print(tables()[0])")).endswith(
             "  {'k': 'a', 'v': ''}\n  {'k': 'b', 'v': '2'}\n"
         )
-
-
-PACKAGE = {
-    "app/models.py": (
-        "import os\n\nclass Base:\n    def save(self, force=False):\n        def inner(x):\n"
-        "            return x\n        return inner\n\n    async def load(cls, *ids, **opts):\n"
-        "        pass\n\nclass User(Base, dict):\n    if os.name:\n        def name(self):\n"
-        "            pass\n\ndef helper(environ):\n    pass\n"
-    ),
-    "app/views.py": "def index(environ, start):\n    pass\n\ndef helper():\n    pass\n",
-    "app/broken.py": "def oops(:\n",
-    "README.md": "def not_code():\n",
-}
-
-
-def test_definitions_parse_every_def_and_class_with_where_it_stands() -> None:
-    found = definitions(PACKAGE)
-    kinds = [(d.path, d.line, d.kind, str(d), d.parent) for d in found]
-    assert kinds == [
-        ("app/models.py", 3, "class", "Base", ""),
-        ("app/models.py", 4, "method", "save", "Base"),
-        ("app/models.py", 5, "nested", "inner", "save"),
-        ("app/models.py", 9, "method", "load", "Base"),
-        ("app/models.py", 12, "class", "User", ""),
-        ("app/models.py", 14, "method", "name", "User"),  # under an if: still in the class body
-        ("app/models.py", 17, "function", "helper", ""),
-        ("app/views.py", 1, "function", "index", ""),
-        ("app/views.py", 4, "function", "helper", ""),
-    ]  # app/broken.py does not parse and README.md is no Python file: both skipped
-    load = found[3]
-    assert load.params == ["cls", "ids", "opts"] and found[4].bases == ["Base", "dict"]
-    assert {d.path for d in found if "environ" in d.params} == {"app/models.py", "app/views.py"}
-    assert repr(found[1]) == "app/models.py:4 method save(self, force) in Base"
-    assert repr(found[:2]) == (
-        "(2 definitions)\n  app/models.py:3 class Base\n"
-        "  app/models.py:4 method save(self, force) in Base"
-    )
-    assert repr(found[4]) == "app/models.py:12 class User(Base, dict)"
-
-
-def test_definitions_in_a_cell_count_methods_per_class() -> None:
-    with Sandbox(PACKAGE, limits=LIMITS) as box:
-        cell = (
-            "found = definitions()\n"
-            "print(Counter((d.path, d.parent) for d in found if d.kind == 'method'))"
-        )
-        shown = ok(box.run(cell))
-    assert "('app/models.py', 'Base'): 2" in shown and "('app/models.py', 'User'): 1" in shown

@@ -12,13 +12,11 @@ import re
 from collections import Counter
 
 from rlm_local.sandbox.helpers import tree
-from rlm_local.sandbox.helpers.definitions import python_files
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
 from rlm_local.sandbox.helpers.lines import EXAMPLE as LINES_EXAMPLE
 from rlm_local.sandbox.helpers.search import EXAMPLE as SEARCH_EXAMPLE
 from rlm_local.sandbox.helpers.sections import EXAMPLE as SECTIONS_EXAMPLE
 from rlm_local.sandbox.helpers.tables import EXAMPLE as TABLES_EXAMPLE
-from rlm_local.sandbox.helpers.tables import count_tables
 from rlm_local.sandbox.helpers.tally import EXAMPLE as TALLY_EXAMPLE
 
 ROOT_INTRO = """\
@@ -176,7 +174,6 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
             "\nSome of its lines, with their numbers:\n"
             + _samples(rows, sample_lines)
             + _frequent_fields(context)
-            + _fitting_helpers([context])
         )
     # No file's text: the model answered from the one file shown (docs/design.md).
     total = sum(len(v) for v in context.values())
@@ -184,28 +181,7 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
         f"`context` is a dict of {len(context):,} files (path -> text), {total:,} characters in "
         f"all (about {total // 4:,} tokens). The files by folder:\n{tree(list(context))}"
         + _shared_fields(context)
-        + _fitting_helpers(list(context.values()), python_files(context))
     )
-
-
-def _fitting_helpers(texts: list[str], python: int = 0) -> str:
-    """The helpers that fit what the input holds: a small model uses a helper it is told fits
-    this input, not one from a list (at 2a94f0b and 2e55e14 it never called tally() or
-    definitions())."""
-    hints = []
-    found = sum(count_tables(text) for text in texts)
-    if found:
-        hints.append(
-            f"It has {found} table{'s' if found > 1 else ''} (| cell | rows): tables() "
-            "gives each as a list of dicts, column -> cell."
-        )
-    if python:
-        hints.append(
-            f"It has {python} Python files: definitions() lists every def and class in "
-            "them, each a str (its name) with .kind (function, method, nested, class), "
-            ".path, .line, .parent, .params."
-        )
-    return "".join(f"\n{hint}" for hint in hints)
 
 
 _FIELD_LINE = re.compile(r"^([A-Z][\w-]{0,30}):[ \t]", re.MULTILINE)

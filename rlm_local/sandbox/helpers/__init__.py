@@ -12,7 +12,6 @@ from typing import Any
 
 from rlm_local.sandbox.helpers.base import Context
 from rlm_local.sandbox.helpers.code import source
-from rlm_local.sandbox.helpers.definitions import Definition, Definitions, definitions
 from rlm_local.sandbox.helpers.files import files, tree
 from rlm_local.sandbox.helpers.lines import Line, Lines, find_lines
 from rlm_local.sandbox.helpers.records import record_keys, records
@@ -23,8 +22,6 @@ from rlm_local.sandbox.helpers.tally import Tally, tally
 from rlm_local.sandbox.helpers.text import Snippets, chunks, grep, render
 
 __all__ = [
-    "Definition",
-    "Definitions",
     "Line",
     "Lines",
     "Section",
@@ -32,7 +29,6 @@ __all__ = [
     "Table",
     "Tally",
     "chunks",
-    "definitions",
     "files",
     "find_lines",
     "grep",
@@ -82,9 +78,6 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def tables_(text=None):  # type: ignore[no-untyped-def]
         return tables(pick(text))
 
-    def definitions_(text=None):  # type: ignore[no-untyped-def]
-        return definitions(pick(text))
-
     def sections_(text=None):  # type: ignore[no-untyped-def]
         return sections(pick(text))
 
@@ -102,7 +95,6 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
         "find_lines": _named(find_lines_, "find_lines", find_lines),
         "tally": _named(tally_, "tally", tally),
         "sections": _named(sections_, "sections", sections),
-        "definitions": _named(definitions_, "definitions", definitions),
         "tables": _named(tables_, "tables", tables),
         "search": _named(search_, "search", search),
         "files": _named(files_, "files", files),

@@ -58,11 +58,6 @@ def _table(rows: list[str], path: str, line: int) -> Table:
     return table
 
 
-def count_tables(text: str) -> int:
-    """How many pipe tables a text has, for the data look."""
-    return len(tables(text))
-
-
 def tables(text: Context | list[str] | None) -> list[Table]:
     """Every pipe table: a header row, a |---| separator row (a heading's underline has no |),
     then rows, in reading order."""
