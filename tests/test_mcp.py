@@ -49,7 +49,10 @@ def tree(tmp_path: Path) -> Path:
 def _server(root_dir: Path, root: ScriptedModel, sub: ScriptedModel | None = None, **opts: Any):
     sub = sub or ScriptedModel(answer=lambda p: "sub-answer")
     rlm = RLM(
-        load_settings(), RunOptions(mode="rlm", first_search=False, **opts), root=root, sub=sub
+        load_settings(),
+        RunOptions(mode="rlm", first_search=False, skip_checks=("unfounded",), **opts),
+        root=root,
+        sub=sub,
     )
     return build_server(rlm, McpSettings(real_roots([str(root_dir)]))), rlm
 
