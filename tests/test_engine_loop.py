@@ -546,14 +546,18 @@ def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_ho
         assert "best match" not in first_code_turn and "Some of its lines" in first_code_turn
 
 
+# A proxy log whose busiest day the reader cannot see in three passages.
+DAYS_LOG = "\n".join(
+    f"[{day} 10:00:{i % 60:02d}] app.exe - host:443 open"
+    for i, day in enumerate(["07.26"] * 40 + ["10.30"] * 60)
+)
+DAYS_QUESTION = "On which day did app.exe open the most connections to the host?"
+
+
 def test_a_read_value_many_records_share_goes_to_the_code_turns(tmp_home: Path) -> None:
     # "Which day has the most lines?": the passages show some day, and the reader copies it;
     # a value in more lines than the passages hold is decided over the whole input.
-    days = ["07.26"] * 40 + ["10.30"] * 60
-    log = "\n".join(
-        f"[{day} 10:00:{i % 60:02d}] app.exe - host:443 open" for i, day in enumerate(days)
-    )
-    question = "On which day did app.exe open the most connections to the host?"
+    log, question = DAYS_LOG, DAYS_QUESTION
     root = ScriptedModel(["07.26", "print(tally(r'^\\[(\\S+) '))", "FINAL('10.30')"])
     result = _rlm(tmp_home, root, first_search=True).ask(question, log)
     assert result.answer == "10.30" and result.stats.turns == 3
@@ -573,11 +577,7 @@ def test_a_read_value_many_records_share_goes_to_the_code_turns(tmp_home: Path) 
 def test_when_the_code_turns_find_nothing_the_reader_s_copied_answer_stands(
     tmp_home: Path,
 ) -> None:
-    days = ["07.26"] * 40 + ["10.30"] * 60
-    log = "\n".join(
-        f"[{day} 10:00:{i % 60:02d}] app.exe - host:443 open" for i, day in enumerate(days)
-    )
-    question = "On which day did app.exe open the most connections to the host?"
+    log, question = DAYS_LOG, DAYS_QUESTION
     # Refused as a shared value; the code turns give up twice: the reading stands.
     root = ScriptedModel(["07.26", "FINAL('not found')", "FINAL('No answer found.')"])
     result = _rlm(tmp_home, root, first_search=True).ask(question, log)
