@@ -185,10 +185,8 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
 
 
 _FIELD_LINE = re.compile(r"^([A-Z][\w-]{0,30}):[ \t]", re.MULTILINE)
-MAX_FIELDS = 16
-
-
-MIN_FIELD_LINES = 3
+MAX_FIELDS = 16  # keys the data look names
+MIN_FIELD_LINES = 3  # a text's key needs this many lines
 
 
 def _frequent_fields(text: str) -> str:

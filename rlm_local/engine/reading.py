@@ -46,7 +46,7 @@ def grounded_answer(reply: str, passages: str) -> str | None:
     token: "10" is not copied from "line 107"), each item of a list as written, or a short
     answer whose words and numbers all stand there; None for CODE, prose, a guess or "not
     found"."""
-    lines = [_unmarked(line) for line in reply.strip().splitlines() if _unmarked(line)]
+    lines = [line for line in map(_unmarked, reply.strip().splitlines()) if line]
     if not lines:
         return None
     text = " ".join(passages.split())
