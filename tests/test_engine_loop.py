@@ -585,6 +585,8 @@ def test_when_the_code_turns_find_nothing_the_reader_s_copied_answer_stands(
     events = read_trace(Path(result.trace_path))
     assert [e["answer"] for e in events if e["type"] == "fallback"] == ["07.26"]
     assert load_run(Path(result.trace_path)).fell_back
+    shown = run_cli("runs", "show", str(result.run_id))
+    assert "the code turns found no answer: the reader's copied answer stands" in shown.stdout
     # So it does when the code turns' answer is the question itself.
     echo = "FINAL(" + repr(question) + ")"
     root = ScriptedModel(["07.26", echo, echo.replace("FINAL(", "FINAL( ")])
