@@ -564,7 +564,8 @@ def test_a_read_value_many_records_share_goes_to_the_code_turns(tmp_home: Path) 
     read = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
     assert read[0]["accepted"] is False and read[0]["shared_by"] > 60
     assert reading.shared_by_many("07.26", log, 5) > 60
-    assert reading.shared_by_many("app.exe, 07.26", log, 5) > 60  # a list: any item
+    assert reading.shared_by_many("app.exe, 07.26", log, 5) > 60  # a list: every item
+    assert reading.shared_by_many("07.26, 10:00:07", log, 5) == 0  # one is rare: stated there
     assert reading.shared_by_many("07.26", log, 7) == 0  # seven pieces hold 84 lines
     assert reading.shared_by_many("10:00:07", {"a.log": log}, 5) == 0  # rare: a stated fact
     # A class name in 40 of 10,000 lines of code is a name, not a value records share.

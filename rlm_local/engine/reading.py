@@ -101,20 +101,21 @@ def _tokens_stand_in(answer: str, text: str) -> bool:
 
 
 def shared_by_many(answer: str, context: str | dict[str, str], seen_pieces: int) -> int:
-    """How often the answer's most frequent item stands in the input, when that is more often
+    """How often the answer's least frequent item stands in the input, when that is more often
     than the passages the reader saw could hold (pieces x PIECE_LINES lines) and in at least
     one line in SHARED_SHARE, else 0.
 
     A value standing in hundreds of a log's lines (a date, a host, a block size) is one many
     records share: which of them the question wants is decided over the whole input, and the
     reader only saw a few of its occurrences. A class name in 50 of a codebase's 15,000 lines
-    is a name, not a shared field (docs/design.md)."""
+    is a name, not a shared field; nor is a list with one rare item ("default, string, any"),
+    which is stated where that item is (docs/design.md)."""
     texts = [context] if isinstance(context, str) else list(context.values())
     lines = sum(text.count("\n") + 1 for text in texts)
     limit = max(seen_pieces * PIECE_LINES, lines // SHARED_SHARE)
     items = [item for item in LIST_SEPARATOR.split(answer) if item]
-    most = max((_occurrences(item, texts, limit) for item in items), default=0)
-    return most if most > limit else 0
+    fewest = min((_occurrences(item, texts, limit) for item in items), default=0)
+    return fewest if fewest > limit else 0
 
 
 def _occurrences(item: str, texts: list[str], limit: int) -> int:
