@@ -246,7 +246,7 @@ def _samples(rows: list[str], count: int) -> str:
     return "\n...\n".join(parts)
 
 
-FIRST_SEARCH_HITS = 5
+FIRST_SEARCH_HITS = 3
 
 
 def first_search_cell(question: str) -> str:

@@ -27,10 +27,10 @@ class Reading:
 
 NEEDS_CODE = "CODE"
 READ_SYSTEM = (
-    "You read passages found in a long input. If the passages state the answer to the question "
-    "directly, reply with the answer only, copied exactly from the text (several items: one a "
-    "line). If the answer must be counted, listed, compared or computed over the whole input, or "
-    f"is not stated here, reply with the single word {NEEDS_CODE}."
+    "You read passages found in a long input. If one passage states the answer to the question "
+    "directly, reply with the answer only, copied exactly from the text. If the answer must be "
+    "counted, listed, compared or computed over the whole input, or is not stated here, reply "
+    f"with the single word {NEEDS_CODE}."
 )
 
 

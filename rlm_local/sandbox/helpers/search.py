@@ -11,10 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
-
-import snowballstemmer
 
 from rlm_local.sandbox.helpers.base import Context, check_int, sources
 from rlm_local.sandbox.helpers.code import defaults_note
@@ -111,7 +108,7 @@ def _defaults(piece: str) -> str:
 def _shown(piece: str, query: str, limit: int = 600) -> str:
     if len(piece) <= limit:
         return piece
-    terms = set(Stems().of(t for t in words(query) if t not in _STOP))
+    terms = {t for t in words(query) if t not in _STOP}
     lowered = piece.lower()
     spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
     best, best_terms = 0, -1
@@ -133,26 +130,6 @@ def words(text: str) -> list[str]:
         if len(parts) > 1:
             found.extend(part.lower() for part in parts)
     return found
-
-
-class Stems:
-    """English stems of lower-case words, numbers as they are ("sponsored" and "sponsor" both
-    give "sponsor"): a question is seldom worded in the input's inflections. Memoized per
-    instance: an input of a few MB has a few thousand different words."""
-
-    def __init__(self) -> None:
-        self._stemmer = snowballstemmer.stemmer("english")
-        self._known: dict[str, str] = {}
-
-    def of(self, tokens: Iterable[str]) -> list[str]:
-        return [self._stem(token) for token in tokens]
-
-    def _stem(self, token: str) -> str:
-        stem = self._known.get(token)
-        if stem is None:
-            stem = self._stemmer.stemWord(token) if token.isalpha() else token
-            self._known[token] = stem
-        return stem
 
 
 def pieces(text: Any) -> list[Section]:
@@ -191,8 +168,7 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
     """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0); a
     piece that defines a name the query uses (`class X`, `def x`) counts double, since a
     definition is where a question about a name is answered, not its hundred uses."""
-    stems = Stems()
-    terms = list(dict.fromkeys(stems.of(t for t in words(query) if t not in _STOP)))
+    terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
     if not terms or not candidates:
         return []
     names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in _STOP]
@@ -201,7 +177,7 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
         if names
         else None
     )
-    counts = [Counter(stems.of(words(c))) for c in candidates]
+    counts = [Counter(words(c)) for c in candidates]
     lengths = [sum(c.values()) for c in counts]
     average = sum(lengths) / len(lengths) or 1.0
     n = len(candidates)
