@@ -71,6 +71,14 @@ def test_find_lines_counts_every_match_where_grep_stops_at_fifty(log_box: Sandbo
     assert "\r" not in shown
 
 
+def test_count_with_no_argument_is_the_number_of_lines(log_box: Sandbox) -> None:
+    expected = sum(1 for line in LOG.split("\r\n") if " - ERROR " in line)
+    out = ok(
+        log_box.run("hits = find_lines(' - ERROR ')\nprint(hits.count(), hits.count(hits[0]))")
+    )
+    assert out == f"{expected} 1\n"  # list.count(item) still counts that item
+
+
 def test_a_pattern_that_matches_nothing_says_how_many_lines_match_ignoring_case(
     log_box: Sandbox,
 ) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from rlm_local.cache import CachedCompletion, CallCache, ChatModel, cached_chat
-from rlm_local.engine import checks, prompts, reading, voting
+from rlm_local.engine import checks, patterns, prompts, reading, voting
 from rlm_local.engine import labels as labeling
 from rlm_local.engine.carryover import Carryover
 from rlm_local.engine.timing import CallSplit, Role, RunTiming, TimingLedger
@@ -290,7 +290,7 @@ class Engine:
         bridge = self._bridge(question, depth, run)
         description = prompts.describe_context(context)
         with self.carryover.opener(depth)(context, bridge, limits) as box:
-            session = _Session(self, question, depth, run, box)
+            session = _Session(self, question, context, depth, run, box)
             searched = session.first_search() if self.options.first_search else ""
             found = reading.Reading()
             if searched and self.options.read_first != "off":
@@ -326,7 +326,16 @@ class Engine:
         run, last = greedy.run, greedy
         while not ballot.settled() and run.elapsed() < self.options.max_seconds / 2:
             seed = len(ballot.answers)
-            last = _Session(self, greedy.question, greedy.depth, run, greedy.box, seed, last.turn)
+            last = _Session(
+                self,
+                greedy.question,
+                greedy.context,
+                greedy.depth,
+                run,
+                greedy.box,
+                seed,
+                last.turn,
+            )
             ballot.add(last.play(first_message))
         if len(ballot.answers) > 1:
             run.emit({"type": "vote", "depth": greedy.depth, "answers": ballot.answers})
@@ -385,7 +394,16 @@ class Engine:
         return answers
 
     @staticmethod
-    def _execute(sandbox: Sandbox, code: str, depth: int, turn: int, run: _Run) -> CellResult:
+    def _execute(
+        sandbox: Sandbox,
+        code: str,
+        depth: int,
+        turn: int,
+        run: _Run,
+        context: str | dict[str, str] | None = None,
+    ) -> CellResult:
+        """Run a cell; with the context, its output ends with a note on the patterns it wrote
+        that match no line of the input (patterns.py)."""
         with run.lock:
             bridge_before = run.timing.bridge_so_far(depth)
         result = sandbox.run(code)
@@ -395,6 +413,9 @@ class Engine:
             notes = "\n".join(run.notices)
             run.notices.clear()
             result = replace(result, output=f"{notes}\n{result.output}")
+        note = patterns.unmatched_note(code, context) if context is not None else ""
+        if note:
+            result = replace(result, output=f"{result.output.rstrip()}\n{note}".lstrip("\n"))
         run.stats.cells += 1
         run.stats.worker_restarts += int(result.worker_restarted)
         run.stats.cell_errors += int(result.error is not None)
@@ -667,19 +688,15 @@ class _Session:
         self,
         engine: Engine,
         question: str,
+        context: str | dict[str, str],
         depth: int,
         run: _Run,
         box: Sandbox,
         seed: int | None = None,
         first_turn: int = 1,
     ) -> None:
-        self.engine, self.question, self.depth, self.run, self.box = (
-            engine,
-            question,
-            depth,
-            run,
-            box,
-        )
+        self.engine, self.question, self.context = engine, question, context
+        self.depth, self.run, self.box = depth, run, box
         self.seed = seed  # a play after the greedy one: its first program is sampled with it
         self.turn = first_turn  # the number the next turn takes (plays are numbered on)
         self.messages: list[dict[str, str]] = []
@@ -795,7 +812,7 @@ class _Session:
                 return None, prompts.repeat_error_turn(failed_with)
             return None, prompts.repeat_turn(self.question)
         calls_before = self.run.stats.sub_calls
-        result = self.engine._execute(self.box, code, self.depth, turn, self.run)
+        result = self.engine._execute(self.box, code, self.depth, turn, self.run, self.context)
         self.seen_code[code] = result.error
         seen = self.values_seen or self.run.stats.sub_calls != calls_before
         self.values_seen = self.values_seen or bool(result.output.strip())

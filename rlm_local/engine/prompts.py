@@ -135,13 +135,31 @@ def cut_off_turn(error: str, output: str, limit: int) -> str:
     )
 
 
+_DICT_ERRORS = (
+    "unhashable type: 'slice'",
+    "'dict' object has no attribute 'split",
+    "'dict_values'",
+)
+
+
 def _hint(error: str) -> str:
-    """What a common error of a small model means here (slicing a dict context loses turns)."""
-    if "unhashable type: 'slice'" in error or "'dict' object has no attribute 'split" in error:
+    """What a common error of a small model means here: each cost turns of guessing when the
+    message alone came back (devsuite traces)."""
+    if any(part in error for part in _DICT_ERRORS):
         return (
             "`context` is a dict of file path -> text: take one file's text with "
             "context[path] (paths from files()), or search all files with search() or "
             "find_lines().\n"
+        )
+    if "'NoneType' object has no attribute 'group" in error:
+        return (
+            "re.search or re.match found no match in some line and gave None: test the match "
+            "before .group(), or count with tally(pattern, lines), which skips such lines.\n"
+        )
+    if error.startswith("IndexError") and "[0]" in error:
+        return (
+            "The list you took [0] of was empty: the pattern or filter before it matched "
+            "nothing. Fit it to how the lines are written.\n"
         )
     return ""
 

@@ -68,6 +68,13 @@ class Lines(list[Line]):
         item = super().__getitem__(index)
         return Lines(item) if isinstance(index, slice) else item
 
+    def count(self, *value: Any) -> int:
+        """With no argument, the number of lines: the 1.5B model wrote `find_lines(p).count()`
+        for a count, cell after cell, and list.count wants the item to count."""
+        if not value:
+            return len(self)
+        return super().count(*value)
+
 
 def _cut(line: str) -> str:
     text = line.rstrip("\r")
