@@ -64,3 +64,8 @@ def test_a_pattern_that_backtracks_for_ever_gets_no_note_and_does_not_stall() ->
     started = time.perf_counter()
     assert unmatched_note("re.findall(r'(a|aa)+c', context)", text) == ""
     assert time.perf_counter() - started < 5
+
+
+def test_lines_that_hold_less_than_half_of_the_words_are_not_shown() -> None:
+    note = unmatched_note("parts = [s for s in parts if 'Session constructor' in s.lower()]", LOG)
+    assert note == "Note: 'Session constructor' occurs in no line of `context`."

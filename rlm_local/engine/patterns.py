@@ -129,17 +129,18 @@ def _words(pattern: str) -> list[str]:
 
 
 def _lines_with(words: list[str], texts: list[tuple[str, str]]) -> list[str]:
-    """The lines that hold the most of the words (ignoring case), first ones first; in a
-    directory, each after its file's path."""
+    """The lines that hold the most of the words (ignoring case; more than half of them), first
+    ones first; in a directory, each after its file's path."""
     if not words:
         return []
     best: list[tuple[int, int, str]] = []
     order = 0
+    enough = len(words) // 2 + 1
     for path, text in texts:
         for line in text.split("\n"):
             lowered = line.lower()
             held = sum(word in lowered for word in words)
-            if held:
+            if held >= enough:
                 best.append((-held, order, path + line.strip()))
                 order += 1
     best.sort()
