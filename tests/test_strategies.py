@@ -217,6 +217,26 @@ def test_search_prints_where_each_piece_is() -> None:
         assert out.startswith("--- notes/a.md:") and "Bob Jones" in out
 
 
+def test_search_names_the_defs_and_classes_a_piece_of_python_sits_in() -> None:
+    body = "\n".join(f"        total = total + {i}  # filler" for i in range(30))
+    module = (
+        'import os\n\n\nclass Vault:\n    """A store."""\n\n'
+        f"    def unlock(self, key):\n        total = 0\n{body}\n"
+        "        raise ValueError('Key length must be at least 1.')\n\n\n"
+        "def helper():\n    return 1\n"
+    )
+    context = {"vault.py": module, "notes.txt": module}
+    with Sandbox(context, limits=LIMITS) as box:
+        out = ok(box.run("print(search('which raises Key length must be at least 1', k=2))"))
+    heads = [line for line in out.splitlines() if line.startswith("---")]
+    assert heads[0].startswith("--- vault.py:") and heads[0].endswith(
+        " (in class Vault, def unlock)"
+    )
+    assert heads[1].startswith("--- notes.txt:") and "(in" not in heads[1]  # Python files only
+    top = search("import os", {"vault.py": module}, k=1)
+    assert repr(top).splitlines()[0] == "--- vault.py:1"  # top-level code sits in nothing
+
+
 def test_helpers_reject_wrong_arguments_with_how_to_call_them(log_box: Sandbox) -> None:
     result = log_box.run("find_lines(3)")
     assert result.error is not None and "find_lines(r'ERROR')" in result.error

@@ -76,19 +76,50 @@ print(hits)
 
 
 class Hits(Sections):
-    """search's result: the pieces, best first; printed with where each is and the part of its
-    text where the query's words are densest (a piece can be longer than what is shown)."""
+    """search's result: the pieces, best first; printed with where each is (in Python, the defs
+    and classes it sits in) and the part of its text where the query's words are densest (a
+    piece can be longer than what is shown)."""
 
     query: str = ""
+    within: dict[int, str]  # id() of a hit -> the defs and classes it sits in
 
     def __repr__(self) -> str:
         if not self:
             return "(no piece shares a word with the query)"
+        within = getattr(self, "within", {})
         return "\n".join(
-            f"--- {hit.where}\n{_shown(hit, self.query)}{_defaults(hit)}" for hit in self
+            f"--- {hit.where}{_in(within.get(id(hit), ''))}\n{_shown(hit, self.query)}"
+            f"{_defaults(hit)}"
+            for hit in self
         )
 
     __str__ = __repr__
+
+
+def _in(within: str) -> str:
+    return f" (in {within})" if within else ""
+
+
+_OPENER = re.compile(r"^([ \t]*)(?:async[ \t]+)?(def|class)[ \t]+(\w+)")
+
+
+def enclosing(rows: list[str], line: int) -> str:
+    """The defs and classes a piece of Python starting at `line` (1-based) sits in, outermost
+    first ("class Map, def __init__"): a piece cut from the middle of a function does not show
+    its name, and "which function raises ..." is answered by that name, not the file's."""
+    first = next((r for r in rows[line - 1 : line + PIECE_LINES] if r.strip()), "")
+    indent = len(first.expandtabs()) - len(first.expandtabs().lstrip())
+    found: list[str] = []
+    for row in reversed(rows[: line - 1]):
+        if indent == 0:
+            break
+        match = _OPENER.match(row)
+        if match and len(match.group(1).expandtabs()) < indent:
+            found.append(f"{match.group(2)} {match.group(3)}")
+            indent = len(match.group(1).expandtabs())
+        elif row.strip() and not row[0].isspace():
+            break  # top-level code: nothing further up encloses the piece
+    return ", ".join(reversed(found))
 
 
 _DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)", re.M)
@@ -218,4 +249,17 @@ def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
         if len(hits) >= k:
             break
     hits.query = query
+    hits.within = _python_places(hits, text)
     return hits
+
+
+def _python_places(hits: Hits, text: Any) -> dict[int, str]:
+    """For each hit in a .py file of a dict context, the defs and classes it sits in."""
+    if not isinstance(text, dict):
+        return {}
+    places = {}
+    for hit in hits:
+        body = text.get(hit.path)
+        if hit.path.endswith(".py") and isinstance(body, str):
+            places[id(hit)] = enclosing(body.split("\n"), hit.line)
+    return places
