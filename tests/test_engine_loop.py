@@ -429,7 +429,7 @@ def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path)
     assert "IndexError" in feedback
     assert "The list you took [0] of was empty" in feedback  # what the error means here
     assert r"Note: r'secret: (\d+)' matches no line of `context`." in feedback
-    assert "Values your cell set (not code): codes holds list of 0 items (empty).\n" in feedback
+    assert "Values your cell set:\ncodes = list of 0 items (empty)\n" in feedback
     assert "Lines that hold its words (secret):\n  alpha beta. The secret code is 4417." in feedback
     events = read_trace(Path(result.trace_path))
     assert "matches no line" in events[2]["output"]  # the trace shows what the model read
@@ -453,18 +453,17 @@ def test_common_errors_come_back_with_what_they_mean_here(
 def test_the_output_comes_with_the_values_the_cell_set(tmp_home: Path) -> None:
     first = "earlier = [1, 2]\nprint(len(earlier))"
     second = (
-        "hits = find_lines('secret')\ncounts = Counter(context.split())\n"
-        "winner = counts.most_common(1)[0][0]\nprint(winner)"
+        "counts = Counter(context.split())\nwinner = counts.most_common(1)[0][0]\nprint(winner)"
     )
     root = ScriptedModel([first, second, "FINAL('beta.')"])
     _rlm(tmp_home, root).ask("Which word is most common?", TEXT)
     feedback = _last_user(root, 2)
     assert (
-        "Output:\nalpha\n\nValues your cell set (not code): counts holds Counter of 9 items, "
-        "most common: 'alpha': 20, 'beta.': 20, 'The': 20; winner holds 'alpha'.\n"
-    ) in feedback  # the winner comes with the counts it came from
+        "Output:\nalpha\n\nValues your cell set:\ncounts = Counter of 9 items, most common: "
+        in (feedback)
+    )
+    assert "winner = 'alpha'" in feedback  # the winner and the counts it came from
     assert "earlier" not in feedback  # a name an earlier cell set is not shown again
-    assert "hits" not in feedback  # a helper's result prints itself
 
 
 def test_root_turns_go_under_the_grammar_only_when_asked(tmp_home: Path) -> None:

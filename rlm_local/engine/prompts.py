@@ -129,15 +129,14 @@ def error_turn(error: str, output: str, values: str = "") -> str:
 
 
 def _values(values: str) -> str:
-    # Prose, not `name = ...` lines: shown those, the 1.5B model typed them back in as code.
-    return f"Values your cell set (not code): {values}.\n" if values else ""
+    return f"Values your cell set:\n{values}\n" if values else ""
 
 
 def cell_values(code: str, values: str) -> str:
-    """The values summary (`name = kind of N items, ...`) of the names the cell itself assigns,
-    as one line: what a printed winner or count came from (the counts behind
-    `most_common(1)[0][0]`, an empty list behind an IndexError). Left out: names of cells before
-    it, helper results and long texts, which print themselves or say nothing new."""
+    """The lines of a cell's values summary (`name = kind of N items, ...`) for the names the
+    cell itself assigns: what its printed winner or count came from (the counts behind
+    `most_common(1)[0][0]`, an empty list behind an IndexError), without the names of cells
+    before it."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -147,15 +146,10 @@ def cell_values(code: str, values: str) -> str:
         for node in ast.walk(tree)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
     }
-    kept = []
-    for line in values.splitlines():
-        name, _, summary = line.partition(" = ")
-        if name in assigned and not summary.startswith(_SELF_SHOWN) and "chars)" not in summary:
-            kept.append(f"{name} holds {summary}")
-    return "; ".join(kept[:MAX_CELL_VALUES])
+    kept = [line for line in values.splitlines() if line.split(" = ", 1)[0] in assigned]
+    return "\n".join(kept[:MAX_CELL_VALUES])
 
 
-_SELF_SHOWN = ("Hits ", "Lines ", "Sections ", "Tally ", "Table ", "Tables ")
 MAX_CELL_VALUES = 6
 
 
