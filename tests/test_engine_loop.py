@@ -421,16 +421,18 @@ def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -
 
 
 def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path) -> None:
-    cell = "import re\ncodes = re.findall(r'secret: (\\d+)', context)\nprint(codes[0])"
+    cell = "import re\ncodes = re.findall(r'secret key: (\\d+)', context)\nprint(codes[0])"
     root = ScriptedModel([cell, "FINAL('4417')"])
     result = _rlm(tmp_home, root).ask("What is the secret code?", TEXT)
     assert result.answer == "4417"
     feedback = _last_user(root, 1)
     assert "IndexError" in feedback
     assert "The list you took [0] of was empty" in feedback  # what the error means here
-    assert r"Note: r'secret: (\d+)' matches no line of `context`." in feedback
-    assert "Values your cell set:\ncodes = list of 0 items (empty)\n" in feedback
-    assert "Lines that hold its words (secret):\n  alpha beta. The secret code is 4417." in feedback
+    assert r"Note: r'secret key: (\d+)' matches no line of `context`." in feedback
+    assert (
+        "Lines that hold its words (secret, key):\n  alpha beta. The secret code is 4417."
+        in feedback
+    )
     events = read_trace(Path(result.trace_path))
     assert "matches no line" in events[2]["output"]  # the trace shows what the model read
 
@@ -448,22 +450,6 @@ def test_common_errors_come_back_with_what_they_mean_here(
     root = ScriptedModel([cell, "FINAL('x')"])
     _rlm(tmp_home, root).ask("q?", TEXT)
     assert hint in _last_user(root, 1)
-
-
-def test_the_output_comes_with_the_values_the_cell_set(tmp_home: Path) -> None:
-    first = "earlier = [1, 2]\nprint(len(earlier))"
-    second = (
-        "counts = Counter(context.split())\nwinner = counts.most_common(1)[0][0]\nprint(winner)"
-    )
-    root = ScriptedModel([first, second, "FINAL('beta.')"])
-    _rlm(tmp_home, root).ask("Which word is most common?", TEXT)
-    feedback = _last_user(root, 2)
-    assert (
-        "Output:\nalpha\n\nValues your cell set:\ncounts = Counter of 9 items, most common: "
-        in (feedback)
-    )
-    assert "winner = 'alpha'" in feedback  # the winner and the counts it came from
-    assert "earlier" not in feedback  # a name an earlier cell set is not shown again
 
 
 def test_root_turns_go_under_the_grammar_only_when_asked(tmp_home: Path) -> None:

@@ -821,10 +821,9 @@ class _Session:
             if result.error and self.cut_off:
                 limit = self.engine.options.root_max_tokens
                 return None, prompts.cut_off_turn(result.error, result.output, limit)
-            values = prompts.cell_values(code, result.values or "")
             if result.error:
-                return None, prompts.error_turn(result.error, result.output, values)
-            return None, prompts.output_turn(self.question, result.output, values)
+                return None, prompts.error_turn(result.error, result.output)
+            return None, prompts.output_turn(self.question, result.output)
         return self._judge(code, result, seen, last)
 
     def _judge(

@@ -8,7 +8,6 @@ concrete question ("does this output answer it?") rather than "continue".
 
 from __future__ import annotations
 
-import ast
 import re
 from collections import Counter
 
@@ -115,42 +114,14 @@ def extract_code(reply: str) -> str:
 _NEXT = "If yes, reply with code calling FINAL(answer). If not, write code for the next step."
 
 
-def output_turn(question: str, output: str, values: str = "") -> str:
+def output_turn(question: str, output: str) -> str:
     shown = output if output.strip() else "(nothing was printed; use print() to see values)"
-    return (
-        f"Output:\n{shown}\n{_values(values)}\nDoes this output answer the question: "
-        f"{question}\n{_NEXT}"
-    )
+    return f"Output:\n{shown}\n\nDoes this output answer the question: {question}\n{_NEXT}"
 
 
-def error_turn(error: str, output: str, values: str = "") -> str:
+def error_turn(error: str, output: str) -> str:
     printed = f"Output before the error:\n{output}\n" if output.strip() else ""
-    return f"{printed}{_values(values)}Error: {error}\n{_hint(error)}Fix the code and try again."
-
-
-def _values(values: str) -> str:
-    return f"Values your cell set:\n{values}\n" if values else ""
-
-
-def cell_values(code: str, values: str) -> str:
-    """The lines of a cell's values summary (`name = kind of N items, ...`) for the names the
-    cell itself assigns: what its printed winner or count came from (the counts behind
-    `most_common(1)[0][0]`, an empty list behind an IndexError), without the names of cells
-    before it."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return ""
-    assigned = {
-        node.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
-    }
-    kept = [line for line in values.splitlines() if line.split(" = ", 1)[0] in assigned]
-    return "\n".join(kept[:MAX_CELL_VALUES])
-
-
-MAX_CELL_VALUES = 6
+    return f"{printed}Error: {error}\n{_hint(error)}Fix the code and try again."
 
 
 def cut_off_turn(error: str, output: str, limit: int) -> str:

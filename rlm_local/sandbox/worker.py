@@ -10,8 +10,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import gc
-import heapq
-import operator
 import os
 import re
 import resource
@@ -49,7 +47,6 @@ CELL_FILENAME = "<cell>"
 MAX_ERROR_CHARS = 1500
 MAX_FINAL_CHARS = 4_000_000
 MAX_SHOWN_VALUES = 12
-COUNTER_SHOWN = 3  # a Counter's values shown with their counts
 # Rounds of collecting a cell's garbage (whose clean-up may make more) before giving up on it.
 MAX_SETTLE_ROUNDS = 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -136,7 +133,7 @@ class Worker:
 
     def _values(self) -> str:
         """The cell's data variables, each in one short line, in the order they were first set:
-        shown with the output (what a printed winner came from) and with a FINAL given unseen."""
+        shown with a FINAL the model wrote before seeing any value (an empty list says why)."""
         own = set(self._variables())
         lines = [
             f"{name} = {describe_value(value)}"
@@ -270,7 +267,7 @@ class Worker:
             "output": output,
             "error": error,
             "final": self.final,
-            "values": self._values() if not restart else None,
+            "values": self._values() if self.final is not None and not restart else None,
             "restart": restart,
         }
 
@@ -350,8 +347,6 @@ def _short(value: Any, limit: int = 60) -> str:
     """repr of plain values only: a cell's own class could run any code in its __repr__."""
     if isinstance(value, tuple) and all(type(item) in _PLAIN for item in value):
         text = repr(value)
-    elif isinstance(value, str):  # a helper's line or piece: its text, not a subclass's repr
-        text = repr(str.__str__(value))
     else:
         text = repr(value) if type(value) in _PLAIN else f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -375,16 +370,11 @@ def _describe(value: Any) -> str:
             return f"{kind} of 0 items (empty)"
         # dict.items, not value.items: a cell's subclass may override the method.
         items = list(dict.items(value))[:2] if isinstance(value, dict) else list(value)[:2]
-        which = "first"
-        if kind == "Counter" and all(type(n) in (int, float) for n in dict.values(value)):
-            # The counts behind a printed winner: most common first, as most_common gives them.
-            items = heapq.nlargest(COUNTER_SHOWN, dict.items(value), key=operator.itemgetter(1))
-            which = "most common"
         if isinstance(value, dict):
             first = ", ".join(f"{_short(k, 30)}: {_short(v, 30)}" for k, v in items)
         else:
             first = ", ".join(_short(item) for item in items)
-        return f"{kind} of {len(value):,} items, {which}: {first}"
+        return f"{kind} of {len(value):,} items, first: {first}"
     return f"<{type(value).__name__}>"
 
 
