@@ -421,18 +421,15 @@ def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -
 
 
 def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path) -> None:
-    cell = "import re\ncodes = re.findall(r'secret key: (\\d+)', context)\nprint(codes[0])"
+    cell = "import re\ncodes = re.findall(r'secret: (\\d+)', context)\nprint(codes[0])"
     root = ScriptedModel([cell, "FINAL('4417')"])
     result = _rlm(tmp_home, root).ask("What is the secret code?", TEXT)
     assert result.answer == "4417"
     feedback = _last_user(root, 1)
     assert "IndexError" in feedback
     assert "The list you took [0] of was empty" in feedback  # what the error means here
-    assert r"Note: r'secret key: (\d+)' matches no line of `context`." in feedback
-    assert (
-        "Lines that hold its words (secret, key):\n  alpha beta. The secret code is 4417."
-        in feedback
-    )
+    assert r"Note: r'secret: (\d+)' matches no line of `context`." in feedback
+    assert "Lines that hold its words (secret):\n  alpha beta. The secret code is 4417." in feedback
     events = read_trace(Path(result.trace_path))
     assert "matches no line" in events[2]["output"]  # the trace shows what the model read
 
