@@ -11,6 +11,7 @@ pattern that backtracks for ever must not stall the engine.
 from __future__ import annotations
 
 import ast
+import heapq
 import re
 import time
 from dataclasses import dataclass
@@ -133,18 +134,17 @@ def _lines_with(words: list[str], texts: list[tuple[str, str]]) -> list[str]:
     ones first; in a directory, each after its file's path."""
     if not words:
         return []
-    best: list[tuple[int, int, str]] = []
-    order = 0
     enough = len(words) // 2 + 1
-    for path, text in texts:
-        for line in text.split("\n"):
-            lowered = line.lower()
-            held = sum(word in lowered for word in words)
-            if held >= enough:
-                best.append((-held, order, path + line.strip()))
-                order += 1
-    best.sort()
-    return [_cut(line) for _held, _order, line in best[:SHOWN_LINES]]
+    held = (
+        (sum(word in line.lower() for word in words), path + line.strip())
+        for path, text in texts
+        for line in text.split("\n")
+    )
+    # nsmallest keeps the input's order among equals: the first such lines come first.
+    best = heapq.nsmallest(
+        SHOWN_LINES, ((-n, line) for n, line in held if n >= enough), key=lambda item: item[0]
+    )
+    return [_cut(line) for _held, line in best]
 
 
 def _cut(line: str) -> str:
