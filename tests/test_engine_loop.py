@@ -331,6 +331,34 @@ def test_a_typed_answer_found_nowhere_the_model_looked_is_sent_back_once(tmp_hom
         RunOptions(skip_checks=("nope",))
 
 
+def test_a_value_the_question_and_the_input_both_name_is_sent_back_once(tmp_home: Path) -> None:
+    days = ["2015-07-29"] * 5 + ["2015-07-30"] * 3 + ["2015-08-01"] * 2
+    log = "\n".join(f"{day} 10:00:00 - INFO - line {i}" for i, day in enumerate(days))
+    question = "Leaving 2015-07-29 aside, which date has the most log lines?"
+    tally_days = "print(tally(r'^(\\S+) ', find_lines('INFO')))"
+    root = ScriptedModel([tally_days, "FINAL('2015-07-29')", "FINAL('2015-07-30')"])
+    events: list[dict] = []
+    result = _rlm(tmp_home, root).ask(question, log, on_event=events.append)
+    assert result.answer == "2015-07-30"
+    assert "FINAL('2015-07-29') is a value the question itself names" in _last_user(root, 2)
+    assert [e["check"] for e in events if e["type"] == "sent_back"] == ["named"]
+    # Said again, it stands: a question may offer the value as a choice.
+    root = ScriptedModel([tally_days, "FINAL('2015-07-29')", "FINAL('2015-07-29')"])
+    assert _rlm(tmp_home, root).ask(question, log).answer == "2015-07-29"
+    # A choice the input does not hold (a label, yes or no) is accepted at once, and so is a
+    # file name whose stem the question does not name.
+    for answer, asked in [
+        ("location", "Which label is more common, location or entity?"),
+        ("yes", "Is 2015-07-30 busier than 2015-08-01? Answer yes or no."),
+        ("2015-07-30", question),
+    ]:
+        root = ScriptedModel([tally_days, f"FINAL({answer!r})"])
+        assert _rlm(tmp_home, root).ask(asked, log).stats.turns == 2
+    named = "Apart from Chrome, which program shows up in the most lines?"
+    root = ScriptedModel(["print(tally(r'(\\S+\\.exe)'))", "FINAL('chrome.exe')", "FINAL('x.exe')"])
+    assert _rlm(tmp_home, root).ask(named, "a chrome.exe b\nc x.exe d\n" * 3).answer == "x.exe"
+
+
 def test_an_empty_result_computed_unseen_is_sent_back_once_with_the_values(
     tmp_home: Path,
 ) -> None:

@@ -20,7 +20,7 @@ NON_ANSWER = re.compile(
     r"^\W*(the answer is )?(none|null|unknown|n/?a|\[\]|\{\})\W*$"
     r"|\b(no|zero) (exact )?(hits?|match(es)?|results?|answers?|information)\b"
     r"|\bnot (found|mentioned|available)\b|\bcould not (find|determine)\b"
-    r"|\bno\b[\w\s-]{0,40}\bfound\b",
+    r"|\bno\b[\w\s-]{0,40}\bfound\b|\bno data\b",
     re.IGNORECASE,
 )
 _EMPTY_RESULTS = frozenset(["", "0", "0.0", "None", "[]", "{}", "()", "set()", "''"])
@@ -38,6 +38,7 @@ class FinalCell:
     shown: str = ""  # every output the model was shown in this run, this cell's included
     earlier: tuple[str, ...] = ()  # the code of the cells run before this one
     look: str = ""  # the first message: the data look (sample lines, a directory's tree)
+    context: str | dict[str, str] = ""  # the input itself
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -90,6 +91,47 @@ def _echoed(cell: FinalCell) -> str | None:
         f"FINAL({_short(cell.answer)}...) only repeats the question; it is not an answer. Call "
         "FINAL with the answer itself, computed from the values you printed."
     )
+
+
+def _named(cell: FinalCell) -> str | None:
+    """An answer that is a value both the question and the input name: the question refers to
+    it (the date it says to leave aside, the program it excludes, the status code it gives), and
+    seldom asks for it. In the devsuite's runs every such answer was wrong. A choice the question
+    offers (a label, yes or no) is rarely written in the input; offered, it is said again."""
+    said = _words(_EXTENSION.sub("", cell.answer.strip()))
+    if (
+        not said
+        or said in _BOOLEANS
+        or len(said.split()) > NAMED_WORDS
+        or f" {said} " not in f" {_words(cell.question)} "
+        or not _in_input(said, cell.context)
+    ):
+        return None
+    return (
+        f"FINAL({_short(cell.answer)}) is a value the question itself names. Read the question "
+        "again: if it leaves this value out or asks for something else about it, compute what it "
+        "asks for; if it offers this value as a choice and it is the answer, call FINAL again."
+    )
+
+
+NAMED_WORDS = 6  # a longer answer is a sentence, which _restated and _echoed judge
+_BOOLEANS = frozenset(["yes", "no", "true", "false"])
+_EXTENSION = re.compile(r"\.[A-Za-z]\w{0,3}$")  # "chrome.exe" names what "Chrome" names
+
+
+def _in_input(words: str, context: str | dict[str, str]) -> bool:
+    """Whether the input holds these words in a row, whatever the case and punctuation."""
+    pattern = re.compile(
+        r"(?<![^\W_])" + r"[\W_]+".join(map(re.escape, words.split())) + r"(?![^\W_])", re.I
+    )
+    texts = context.values() if isinstance(context, dict) else (context,)
+    return any(pattern.search(text) for text in texts)
+
+
+def _words(text: str) -> str:
+    """Lower-case words and numbers, one space between: "Chrome (32- or 64-bit)" and "chrome 32
+    or 64 bit" are one phrase."""
+    return " ".join(re.findall(r"[^\W_]+", text.lower()))
 
 
 def _restated(cell: FinalCell) -> str | None:
@@ -264,6 +306,7 @@ CHECKS: dict[str, Callable[[FinalCell], str | None]] = {
     for check in (
         _gave_up,
         _echoed,
+        _named,
         _restated,
         _raised,
         _capped_count,

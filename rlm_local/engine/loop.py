@@ -704,6 +704,7 @@ class _Session:
         self.stuck_turns = 0  # turns whose code, after resampling, had already run
         self.sent_back: set[str] = set()  # the checks.review checks that sent an answer back
         self.last_final: str | None = None  # a sent-back answer, kept if nothing better comes
+        self.sent_back_code: set[str] = set()  # cells whose FINAL went back: said again, it stands
         self.values_seen = False  # has the model read printed output of its own code yet?
         self.shown: list[str] = []  # the outputs the model was shown, for checks.review
         self.cut_off = False  # did the last cell run past root_max_tokens?
@@ -779,19 +780,23 @@ class _Session:
             call = self._root_call(turn)
         code = prompts.extract_code(call.completion.text)
         for temperature in RESAMPLE_TEMPERATURES:
-            if code not in self.seen_code or self.run.out_of_time():
+            if self._is_new(code) or self.run.out_of_time():
                 break  # out of time, the repeat is answered by the next message instead
             self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
             call = self._root_call(turn, temperature, seed=turn)
             self.run.stats.turns -= 1  # a resample is the same turn
             code = prompts.extract_code(call.completion.text)
-        self.stuck_turns += code in self.seen_code
+        self.stuck_turns += not self._is_new(code)
         if last and self.last_final is None and not prompts.calls_final(code):
             self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
             call, code = self._forced_final(turn)
         self.run.emit(Engine._turn_event(self.depth, turn, call, code=code))
         self.cut_off = call.completion.finish_reason == "length"
         return code
+
+    def _is_new(self, code: str) -> bool:
+        """Code not run yet, or a FINAL that went back, said again: the model's second word."""
+        return code not in self.seen_code or code in self.sent_back_code
 
     def _forced_final(self, turn: int) -> tuple[CachedCompletion, str]:
         """The last turn asked again with the reply begun as `FINAL(`: the model still chooses
@@ -806,7 +811,7 @@ class _Session:
         """Run one cell: (the accepted answer, or None and the message that goes back)."""
         if not code.strip():
             return None, prompts.error_turn("your reply had no code.", "")
-        if code in self.seen_code:
+        if not self._is_new(code):
             failed_with = self.seen_code[code]
             if failed_with:
                 return None, prompts.repeat_error_turn(failed_with)
@@ -837,12 +842,15 @@ class _Session:
         shown = "\n".join(self.shown)
         earlier = tuple(c for c in self.seen_code if c != code)
         look = self.messages[1]["content"]
-        cell = checks.FinalCell(answer, self.question, code, result, seen, shown, earlier, look)
+        cell = checks.FinalCell(
+            answer, self.question, code, result, seen, shown, earlier, look, self.context
+        )
         passed = frozenset(self.sent_back) | frozenset(self.engine.options.skip_checks)
         verdict = checks.review(cell, passed)
         if verdict is None:
             return answer, ""
         self.sent_back.add(verdict.check)
+        self.sent_back_code.add(code)
         self.last_final = answer
         self.run.emit(
             {
