@@ -340,7 +340,7 @@ def test_a_value_the_question_and_the_input_both_name_is_sent_back_once(tmp_home
     events: list[dict] = []
     result = _rlm(tmp_home, root).ask(question, log, on_event=events.append)
     assert result.answer == "2015-07-30"
-    assert "FINAL('2015-07-29') is a value the question itself names" in _last_user(root, 2)
+    assert "FINAL('2015-07-29') is a value the question itself names, so" in _last_user(root, 2)
     assert [e["check"] for e in events if e["type"] == "sent_back"] == ["named"]
     # Said again, it stands: a question may offer the value as a choice.
     root = ScriptedModel([tally_days, "FINAL('2015-07-29')", "FINAL('2015-07-29')"])

@@ -108,9 +108,11 @@ def _named(cell: FinalCell) -> str | None:
     ):
         return None
     return (
-        f"FINAL({_short(cell.answer)}) is a value the question itself names. Read the question "
-        "again: if it leaves this value out or asks for something else about it, compute what it "
-        "asks for; if it offers this value as a choice and it is the answer, call FINAL again."
+        f"FINAL({_short(cell.answer)}) is a value the question itself names, so it is seldom "
+        "what the question asks for: it may be a value the question leaves out. Print the top "
+        "candidates your code found (e.g. counts.most_common(5)) and answer with the best one "
+        "the question does not name. Only if the question offers this value as a choice, call "
+        "FINAL with it again."
     )
 
 
