@@ -502,6 +502,20 @@ def test_the_data_look_names_the_key_lines_a_text_or_its_files_share() -> None:
     assert "Key:" not in prompts.describe_context("2015-07-29 10:00 INFO a\n" * 50)
 
 
+def test_the_data_look_says_where_the_tables_are_and_their_columns() -> None:
+    table = "| Name | Org |\n|---|---|\n" + "".join(f"| P{i} | Acme |\n" for i in range(5))
+    notes = f"# Minutes\n\n{table}\nText.\n"
+    assert prompts.describe_context(notes).endswith(
+        "Tables (tables() gives 1): line 3: 5 rows, columns Name, Org"
+    )
+    look = prompts.describe_context({"a.md": notes, "b.md": notes + "\n" + table, "c.py": "x = 1"})
+    assert look.endswith(
+        "Tables (tables() gives 3): a.md:3: 5 rows, columns Name, Org; b.md:3: "
+        "5 rows, columns Name, Org; b.md:13: 5 rows, columns Name, Org"
+    )
+    assert "Tables" not in prompts.describe_context("a | b\nno table\n" * 20)
+
+
 def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home: Path) -> None:
     log = "\n".join(f"2015-07-29 10:{i % 60:02d} INFO event number {i}" for i in range(1, 101))
     root = ScriptedModel(["FINAL('x')"])

@@ -263,6 +263,13 @@ def test_tables_parse_pipe_tables_with_their_columns(log_box: Sandbox) -> None:
         "(table at line 5: 3 rows; columns ['Name', 'Abbreviation', 'Organization'])\n"
         "  {'Name': 'Ann Lee', 'Abbreviation': 'AL', 'Organization': 'Acme'}"
     )
+    # A column by name, whatever its case, as in pandas; a name that is no column says which are.
+    assert first["organization"] == ["Acme", "Initech", "Acme"] and first[0]["name"] == "Ann Lee"
+    assert first[1:] == found[0][1:] and len(first[:2]) == 2
+    with pytest.raises(KeyError, match="no column 'Attendee'; the columns are 'Name', 'Abb"):
+        first["Attendee"]
+    with pytest.raises(KeyError, match="no column 'Org'"):
+        first[0]["Org"]
     assert tables({"notes/a.md": doc})[0].path == "notes/a.md"
     assert tables("no | table here\njust text") == []
     assert tables("A title | with a bar\n---------------------\ntext") == []  # a heading
@@ -271,3 +278,6 @@ def test_tables_parse_pipe_tables_with_their_columns(log_box: Sandbox) -> None:
         assert ok(box.run("print(tables()[0])")).endswith(
             "  {'k': 'a', 'v': ''}\n  {'k': 'b', 'v': '2'}\n"
         )
+        assert ok(box.run("print(tables()[0]['V'])")) == "['', '2']\n"
+        error = box.run("tables()[0]['x']").error or ""
+        assert "no column 'x'; the columns are 'k', 'v'" in error

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from rlm_local.sandbox.helpers import tree
+from rlm_local.sandbox.helpers import tables, tree
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
 from rlm_local.sandbox.helpers.lines import EXAMPLE as LINES_EXAMPLE
 from rlm_local.sandbox.helpers.search import EXAMPLE as SEARCH_EXAMPLE
@@ -192,6 +192,7 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
             "\nSome of its lines, with their numbers:\n"
             + _samples(rows, sample_lines)
             + _frequent_fields(context)
+            + _tables(context)
         )
     # No file's text: the model answered from the one file shown (docs/design.md).
     total = sum(len(v) for v in context.values())
@@ -199,6 +200,7 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
         f"`context` is a dict of {len(context):,} files (path -> text), {total:,} characters in "
         f"all (about {total // 4:,} tokens). The files by folder:\n{tree(list(context))}"
         + _shared_fields(context)
+        + _tables(context)
     )
 
 
@@ -232,6 +234,23 @@ def _shared_fields(files: dict[str, str]) -> str:
         return ""
     listed = ", ".join(f"{key}: {-n}" for n, key in common)
     return f"\nLines that start `Key: ` in many of the {len(files)} files (key: files): {listed}"
+
+
+MAX_TABLES = 3  # tables the data look names
+
+
+def _tables(context: str | dict[str, str]) -> str:
+    """Where the input's pipe tables are, with their columns: a table's rows then look like any
+    other lines, and the 1.5B model counted a column with search() or a regex it imagined."""
+    found = tables(context)
+    if not found:
+        return ""
+    listed = "; ".join(
+        f"{f'{table.path}:' if table.path else 'line '}{table.line}: {len(table)} rows, "
+        f"columns {', '.join(table.columns)}"
+        for table in found[:MAX_TABLES]
+    )
+    return f"\nTables (tables() gives {len(found)}): {listed}"
 
 
 MAX_SAMPLE_CHARS = 160

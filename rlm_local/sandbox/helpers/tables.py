@@ -2,12 +2,15 @@ r"""tables(): the pipe tables of a document (markdown), each a list of rows keye
 
 Asked to count an attendee table's rows by organisation, the 1.5B model searched for the words
 "Attendee Table" or matched `Organization=(\w+)`, a layout it imagined; a table parsed once,
-with its column names printed, makes a tally of a column a plain dict lookup.
+with its column names printed, makes a tally of a column a plain dict lookup. It also wrote
+`table["Attendee"]` for a column, as in pandas: a column can be had by name, and a name that is
+no column says which ones are.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rlm_local.sandbox.helpers.base import Context, sources
 
@@ -19,20 +22,47 @@ Example, for a table in a document (lines of | cells |):
 ```python
 table = tables()[0]  # a list of rows, each a dict: column name -> cell
 print(len(table), table.columns)
-print(Counter(row["Status"] for row in table).most_common(5))
+print(Counter(table["Status"]).most_common(5))  # table["Status"]: that column's cells
 ```"""
 
 
-class Table(list[dict[str, str]]):
-    """One table: its rows as dicts, with `.columns` and where it starts (`.path`, `.line`)."""
+def _column(columns: list[str], name: str) -> str:
+    """The column called `name`, whatever its case; a KeyError that names the columns if none."""
+    if name in columns:
+        return name
+    wanted = name.strip().casefold()
+    for column in columns:
+        if column.casefold() == wanted:
+            return column
+    raise KeyError(f"no column {name!r}; the columns are {', '.join(map(repr, columns))}")
+
+
+class Row(dict[str, str]):
+    """One row: column name -> cell; a column is found whatever its case."""
+
+    def __missing__(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        return self[_column(list(self), name)]
+
+
+class Table(list[Row]):
+    """One table: its rows as dicts, with `.columns` and where it starts (`.path`, `.line`);
+    `table["Name"]` is that column's cells, top to bottom."""
 
     columns: list[str]
     path: str
     line: int
 
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            column = _column(self.columns, key)
+            return [row[column] for row in self]
+        return super().__getitem__(key)
+
     def __repr__(self) -> str:
         where = f"{self.path}:{self.line}" if self.path else f"line {self.line}"
-        shown = "\n".join(f"  {row}" for row in self[:SHOWN_ROWS])
+        shown = "\n".join(f"  {dict(row)}" for row in list.__getitem__(self, slice(SHOWN_ROWS)))
         more = f"\n  ... {len(self) - SHOWN_ROWS} more rows" if len(self) > SHOWN_ROWS else ""
         return f"(table at {where}: {len(self)} rows; columns {self.columns})\n{shown}{more}"
 
@@ -54,7 +84,7 @@ def _table(rows: list[str], path: str, line: int) -> Table:
     table.path, table.line = path, line
     for row in rows[2:]:
         cells = _cells(row) + [""] * len(table.columns)  # a short row: empty cells
-        table.append(dict(zip(table.columns, cells, strict=False)))
+        table.append(Row(zip(table.columns, cells, strict=False)))
     return table
 
 
