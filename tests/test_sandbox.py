@@ -504,12 +504,19 @@ def test_source_reads_definitions_top_level_first() -> None:
     assert source("open", CODE, max_lines=2).startswith(f"# b.py line 1\n{defaults}def open(")
     no_defaults = {"c.py": "def run(a, b): return a\n"}  # nothing to list: no line
     assert source("run", no_defaults) == "# c.py line 1\ndef run(a, b): return a"
-    assert "    ..." in source("open", CODE, max_lines=2)
+    # Printed, a definition shows max_lines lines; the str holds them all, for counts and regexes.
+    cut = source("open", CODE, max_lines=2)
+    assert "    ... (4 more lines, in the str returned)\n\n# a.py line 4" in str(cut)
+    assert "    return path" in cut and "    return path" not in str(cut)
 
 
 def test_source_in_a_cell() -> None:
     with Sandbox(CODE) as code_sandbox:
         assert ok(code_sandbox.run("print(source('Box'))")).startswith("# a.py line 3\nclass Box")
+        counted = "code = source('open', max_lines=1)\nprint(code)\nprint(code.count('return'))"
+        printed = ok(code_sandbox.run(counted))
+        assert printed.endswith("    ... (1 more line, in the str returned)\n2\n")
+        assert "return path" not in printed  # the count saw lines the print cut
         result = code_sandbox.run("source(42)")
         assert "source: name must be a str" in (result.error or "")
 

@@ -34,10 +34,51 @@ def defaults_note(lines: list[str]) -> str:
     return ""
 
 
+MAX_DEF_LINES = 3000  # a definition longer than this is cut in the value too
+
+
+class Source(str):
+    """The code of the definitions found, whole: len(), re and .count() see every line. Printed,
+    each definition shows its first max_lines lines and says how many more it has: the 1.5B
+    model counted a class's methods with a regex over a printed-size cut, and answered 8 of 15."""
+
+    shown: str
+
+    def __new__(cls, whole: str, shown: str) -> Source:
+        code = super().__new__(cls, whole)
+        code.shown = shown
+        return code
+
+    def __str__(self) -> str:
+        return self.shown
+
+    __repr__ = __str__
+
+
+def _definition(body: str, start: int, indent: int) -> list[str]:
+    """The lines of the def or class starting at `start`, up to the first line indented no
+    deeper than its own (closing brackets of a signature excepted)."""
+    lines = body[start:].split("\n", MAX_DEF_LINES + 1)[:MAX_DEF_LINES]
+    kept = [lines[0]]
+    for line in lines[1:]:
+        stripped = line.strip()
+        if (
+            stripped
+            and len(line) - len(line.lstrip()) <= indent
+            and not stripped.startswith((")", "]", "}"))
+        ):
+            break
+        kept.append(line)
+    while len(kept) > 1 and not kept[-1].strip():
+        kept.pop()
+    return kept
+
+
 def source(
     name: str, text: Context | list[str] | None, max_lines: int = 60, max_defs: int = 5
 ) -> str:
-    """The code of each function or class called `name`, headed by its path and line number.
+    """The code of each function or class called `name`, headed by its path and line number;
+    printed, each shows its first `max_lines` lines.
 
     "search, then read around the hit" in one call for code: a grep window cuts long signatures,
     and small models then parse snippets with regexes and print the wrong group.
@@ -50,28 +91,21 @@ def source(
         raise ValueError("source: name must be a function or class name, e.g. 'parse_config'")
     wanted = words[-1]  # "Config.parse" or "def parse(" -> "parse"
     regex = re.compile(rf"^([ \t]*)(?:async[ \t]+def|def|class)[ \t]+{re.escape(wanted)}\b", re.M)
-    found: list[tuple[int, str]] = []  # (indent, code): top-level definitions come first
+    found: list[tuple[int, str, str]] = []  # (indent, whole, shown): top level comes first
     for prefix, body in sources(text, "source"):
         for match in regex.finditer(body):
             line_no = body.count("\n", 0, match.start()) + 1
-            lines = body[match.start() :].split("\n", max_lines + 1)[: max_lines + 1]
             indent = len(match.group(1).expandtabs())
-            kept = [lines[0]]
-            for line in lines[1:]:
-                stripped = line.strip()
-                if (
-                    stripped
-                    and len(line) - len(line.lstrip()) <= indent
-                    and not (stripped.startswith((")", "]", "}")))
-                ):
-                    break
-                kept.append(line)
-            more = "\n    ..." if len(kept) > max_lines else ""
+            kept = _definition(body, match.start(), indent)
             where = f"{prefix.rstrip(': ')} line {line_no}".strip()
-            code = "\n".join(kept[:max_lines]).rstrip()
-            defaults = defaults_note(kept)
-            found.append((indent, f"# {where}\n{defaults}{code}{more}"))
+            head = f"# {where}\n{defaults_note(kept)}"
+            shown = head + "\n".join(kept[:max_lines]).rstrip()
+            if len(kept) > max_lines:
+                more = len(kept) - max_lines
+                shown += f"\n    ... ({more} more line{'s' * (more > 1)}, in the str returned)"
+            found.append((indent, head + "\n".join(kept).rstrip(), shown))
     if not found:
         return f"(no def or class named {wanted!r}; try grep({wanted!r}))"
     found.sort(key=lambda item: item[0])  # stable: file order within a level
-    return "\n\n".join(code for _, code in found[:max_defs])
+    chosen = found[:max_defs]
+    return Source("\n\n".join(c[1] for c in chosen), "\n\n".join(c[2] for c in chosen))
