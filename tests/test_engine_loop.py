@@ -446,6 +446,19 @@ def test_repeating_failed_code_gets_a_hint_to_look_at_the_data(tmp_home: Path) -
     assert result.answer == "ok"
     hint = _last_user(root, 5)
     assert "already failed with: IndexError" in hint and "print(context[:500])" in hint
+    # Resampled, the model is told what the cell raised, without the cell to copy.
+    resample = root.calls[2]
+    assert not any(failing in m["content"] for m in resample if m["role"] == "assistant")
+    assert resample[-1]["content"].endswith(
+        "A cell you wrote before raised: IndexError: list index out of range (line 1: "
+        "print(context.split('\\t')[5]))\nWrite different code that does not raise it."
+    )
+    assert [m["role"] for m in resample] == ["system", "user"]
+    # Code that ran cleanly is resampled with its output in view: that output is the news.
+    clean = "print(len(context))"
+    root = ScriptedModel([clean, clean, "FINAL('ok')"])
+    assert _rlm(tmp_home, root).ask("q?", TEXT).answer == "ok"
+    assert root.calls[2] == root.calls[1]
 
 
 def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path) -> None:
@@ -467,6 +480,7 @@ def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path)
     [
         ("import re\nprint(re.search(r'nothing', context).group(1))", "test the match before"),
         ("print(re.findall('a', {'f': 'a'}.values()))", "`context` is a dict of file path"),
+        ("rows = [{'Name': 'Ann'}]\nprint(rows['Name'])", 'write [row["Name"] for row in rows]'),
     ],
 )
 def test_common_errors_come_back_with_what_they_mean_here(

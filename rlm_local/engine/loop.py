@@ -753,10 +753,15 @@ class _Session:
         return reason
 
     def _root_call(
-        self, turn: int, temperature: float = 0.0, seed: int | None = None, final: bool = False
+        self,
+        turn: int,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        final: bool = False,
+        messages: list[dict[str, str]] | None = None,
     ) -> CachedCompletion:
         try:
-            call = self.engine._root_turn(self.messages, temperature, seed, final)
+            call = self.engine._root_turn(messages or self.messages, temperature, seed, final)
         except ContextOverflowError:
             # The conversation outgrew the window: keep the task and the latest exchange, and
             # ask for the answer. The prefix cache is lost, the run is not.
@@ -783,7 +788,7 @@ class _Session:
             if self._is_new(code) or self.run.out_of_time():
                 break  # out of time, the repeat is answered by the next message instead
             self.run.emit(Engine._turn_event(self.depth, turn, call, code=code, resampled=True))
-            call = self._root_call(turn, temperature, seed=turn)
+            call = self._root_call(turn, temperature, seed=turn, messages=self._without(code))
             self.run.stats.turns -= 1  # a resample is the same turn
             code = prompts.extract_code(call.completion.text)
         self.stuck_turns += not self._is_new(code)
@@ -793,6 +798,23 @@ class _Session:
         self.run.emit(Engine._turn_event(self.depth, turn, call, code=code))
         self.cut_off = call.completion.finish_reason == "length"
         return code
+
+    def _without(self, code: str) -> list[dict[str, str]] | None:
+        """The conversation to resample a repeat of failed code from: the exchanges that ran it
+        left out and what it raised told in words (prompts.failed_before). None for code that
+        ran cleanly: its output is what the model must read."""
+        error = self.seen_code.get(code)
+        if not error:
+            return None
+        cell = prompts.CODE_PREFIX + code + "\n" + CODE_END
+        kept: list[dict[str, str]] = []
+        for message in self.messages:
+            if kept and kept[-1]["content"] == cell:
+                kept.pop()  # the failed cell, and now the feedback on it
+            else:
+                kept.append(message)
+        told = f"{kept[-1]['content']}\n\n{prompts.failed_before(error)}"
+        return [*kept[:-1], {**kept[-1], "content": told}]
 
     def _is_new(self, code: str) -> bool:
         """Code not run yet, or a FINAL that went back, said again: the model's second word."""

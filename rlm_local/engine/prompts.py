@@ -156,12 +156,27 @@ def _hint(error: str) -> str:
             "re.search or re.match found no match in some line and gave None: test the match "
             "before .group(), or count with tally(pattern, lines), which skips such lines.\n"
         )
+    if "list indices must be integers or slices, not str" in error:
+        return (
+            "A list is indexed by position, not by name. For one field of each item of a list "
+            'of dicts, write [row["Name"] for row in rows]; a tables() table also takes '
+            'table["Name"].\n'
+        )
     if error.startswith("IndexError") and "[0]" in error:
         return (
             "The list you took [0] of was empty: the pattern or filter before it matched "
             "nothing. Fit it to how the lines are written.\n"
         )
     return ""
+
+
+def failed_before(error: str) -> str:
+    """What a failed cell raised, told without its code: asked again with the cell in view, the
+    1.5B model copied it token for token, at any temperature."""
+    return (
+        f"A cell you wrote before raised: {error}\n{_hint(error)}Write different code that "
+        "does not raise it."
+    )
 
 
 def repeat_turn(question: str) -> str:
