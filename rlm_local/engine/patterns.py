@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import heapq
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -27,9 +26,7 @@ MIN_LITERAL_CHARS = 4  # a shorter `"x" in line` test is no pattern worth a note
 MAX_NOTED = 2  # patterns a note shows
 SHOWN_LINES = 3  # lines with a pattern's words, per pattern
 MAX_LINE_CHARS = 160
-MIN_START_CHARS = 3  # a shorter matching start of a regex says nothing about where it fails
-AROUND_CHARS = 40  # of the line, before the end of that start and after it
-MIN_ASKED_CHARS = 6  # a question's shorter words (which, had, most) tell no line from another
+MIN_ASKED_CHARS = 4  # a question's shorter words (the, had) tell no line from another
 TIMEOUT_SECONDS = 1.0  # for all the cell's patterns; one that would take longer gets no note
 
 
@@ -91,8 +88,7 @@ def unmatched_note(code: str, context: str | dict[str, str], question: str = "")
             break
         if _matches(pattern, texts, deadline) is not False:
             continue
-        note = _describe(pattern, texts, _words(question))
-        notes.append(note + _where_it_stops(pattern, texts, deadline))
+        notes.append(_describe(pattern, texts, _words(question)))
     return "\n".join(f"Note: {note}" for note in notes)
 
 
@@ -130,42 +126,6 @@ def _describe(pattern: Pattern, texts: list[tuple[str, str]], asked: list[str]) 
     return f"{head} Lines that hold its words ({', '.join(words)}):\n{listed}"
 
 
-def _where_it_stops(pattern: Pattern, texts: list[tuple[str, str]], deadline: float) -> str:
-    """Where the longest start of a regex that matches stops fitting a line: shown
-    `client\\s+` matching `for client ` and `/10.10.34.18` after it, the next pattern can fit;
-    shown only lines holding `client`, the 1.5B model wrote `client\\s+` four times."""
-    if pattern.literal:
-        return ""
-    flags = regex.MULTILINE | (regex.IGNORECASE if pattern.ignore_case else 0)
-    for end in range(len(pattern.text) - 1, MIN_START_CHARS - 1, -1):
-        try:
-            start = regex.compile(pattern.text[:end], flags)
-            found = next(
-                (
-                    (text, match)
-                    for _path, text in texts
-                    if (match := start.search(text, timeout=max(deadline - time.monotonic(), 0)))
-                ),
-                None,
-            )
-        except (regex.error, TimeoutError, ValueError, OverflowError):
-            if time.monotonic() >= deadline:
-                return ""
-            continue
-        if found is None or not found[1].group(0).strip():
-            continue
-        text, match = found
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        line_end = text.find("\n", match.end())
-        before = text[max(line_start, match.start() - AROUND_CHARS) : match.end()]
-        after = text[match.end() : line_end if line_end >= 0 else len(text)][:AROUND_CHARS]
-        return (
-            f"\n  Its start r'{pattern.text[:end]}' matches, e.g. {before.strip()!r}, but what "
-            f"follows there, {after.rstrip()!r}, does not fit the rest."
-        )
-    return ""
-
-
 def _words(pattern: str) -> list[str]:
     """The words a pattern spells out: letters outside escapes (\\d, \\w, \\b) and classes."""
     plain = re.sub(r"\\[A-Za-z]|\[[^\]]*\]|\{[^}]*\}", " ", pattern)
@@ -174,27 +134,24 @@ def _words(pattern: str) -> list[str]:
 
 def _lines_with(words: list[str], texts: list[tuple[str, str]], asked: list[str]) -> list[str]:
     """The lines that hold the most of the words (ignoring case; more than half of them), and
-    among those the most of the question's (`asked`, each weighed by how few of those lines hold
-    it), first ones first; in a directory, each after its file's path. Of a log's many `client`
-    lines, the question's `established sessions` picks the ones it is about."""
+    among those the most of the question's (`asked`), first ones first; in a directory, each
+    after its file's path. Of a log's many `client` lines, the question's `established sessions`
+    picks the ones it is about."""
     if not words:
         return []
     enough = len(words) // 2 + 1
-    candidates = [
-        (held, lower, path + line)
+    held = (
+        (sum(word in lower for word in words), sum(word in lower for word in asked), path + line)
         for path, text in texts
         for line in text.split("\n")
         for lower in (line.lower(),)
-        if (held := sum(word in lower for word in words)) >= enough
-    ]
-    having = {word: sum(word in lower for _n, lower, _line in candidates) for word in asked}
-    weight = {word: math.log(len(candidates) / n) for word, n in having.items() if n}
-    ranked = (
-        (-held, -sum(w for word, w in weight.items() if word in lower), line)
-        for held, lower, line in candidates
     )
     # nsmallest keeps the input's order among equals: the first such lines come first.
-    best = heapq.nsmallest(SHOWN_LINES, ranked, key=lambda item: item[:2])
+    best = heapq.nsmallest(
+        SHOWN_LINES,
+        ((-n, -m, line) for n, m, line in held if n >= enough),
+        key=lambda item: item[:2],
+    )
     return [_cut(line.strip()) for _held, _asked, line in best]
 
 
