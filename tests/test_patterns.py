@@ -46,15 +46,6 @@ def test_the_lines_shown_hold_the_most_of_the_pattern_s_words() -> None:
     )
 
 
-def test_among_lines_with_the_pattern_s_words_those_with_the_question_s_come_first() -> None:
-    log = "\n".join(reversed(LOG.splitlines()))  # the `Established` line last
-    code = "ips = re.findall(r'Client IP: (\\d+)', context)"
-    question = "Which client IP had the most sessions established?"
-    shown = unmatched_note(code, log, question).splitlines()[1:]
-    assert shown[0].endswith("Established session 0x1 for client /10.0.0.1:4000")
-    assert unmatched_note(code, log).splitlines()[1].endswith("client /10.0.0.2:4001")
-
-
 def test_no_note_when_the_patterns_match() -> None:
     code = "a = find_lines(r'^2015-07-29')\nb = [l for l in context.split() if 'Closed' in l]"
     assert unmatched_note(code, LOG) == ""

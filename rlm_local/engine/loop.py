@@ -401,7 +401,6 @@ class Engine:
         turn: int,
         run: _Run,
         context: str | dict[str, str] | None = None,
-        question: str = "",
     ) -> CellResult:
         """Run a cell; with the context, its output ends with a note on the patterns it wrote
         that match no line of the input (patterns.py)."""
@@ -414,7 +413,7 @@ class Engine:
             notes = "\n".join(run.notices)
             run.notices.clear()
             result = replace(result, output=f"{notes}\n{result.output}")
-        note = patterns.unmatched_note(code, context, question) if context is not None else ""
+        note = patterns.unmatched_note(code, context) if context is not None else ""
         if note:
             result = replace(result, output=f"{result.output.rstrip()}\n{note}".lstrip("\n"))
         run.stats.cells += 1
@@ -840,9 +839,7 @@ class _Session:
                 return None, prompts.repeat_error_turn(failed_with)
             return None, prompts.repeat_turn(self.question)
         calls_before = self.run.stats.sub_calls
-        result = self.engine._execute(
-            self.box, code, self.depth, turn, self.run, self.context, self.question
-        )
+        result = self.engine._execute(self.box, code, self.depth, turn, self.run, self.context)
         self.seen_code[code] = result.error
         seen = self.values_seen or self.run.stats.sub_calls != calls_before
         self.values_seen = self.values_seen or bool(result.output.strip())

@@ -26,7 +26,6 @@ MIN_LITERAL_CHARS = 4  # a shorter `"x" in line` test is no pattern worth a note
 MAX_NOTED = 2  # patterns a note shows
 SHOWN_LINES = 3  # lines with a pattern's words, per pattern
 MAX_LINE_CHARS = 160
-MIN_ASKED_CHARS = 4  # a question's shorter words (the, had) tell no line from another
 TIMEOUT_SECONDS = 1.0  # for all the cell's patterns; one that would take longer gets no note
 
 
@@ -74,10 +73,9 @@ def _ignores_case(call: ast.Call) -> bool:
     return "IGNORECASE" in written or "re.I" in written or "ignore_case=True" in written
 
 
-def unmatched_note(code: str, context: str | dict[str, str], question: str = "") -> str:
+def unmatched_note(code: str, context: str | dict[str, str]) -> str:
     """A note for the cell's patterns that match no line of the input ("" when every one
-    matches): each with up to SHOWN_LINES lines that hold the most of its words, and among
-    those, of the question's."""
+    matches): each with up to SHOWN_LINES lines that hold the most of its words."""
     texts = (
         [("", context)] if isinstance(context, str) else [(f"{p}: ", t) for p, t in context.items()]
     )
@@ -88,7 +86,7 @@ def unmatched_note(code: str, context: str | dict[str, str], question: str = "")
             break
         if _matches(pattern, texts, deadline) is not False:
             continue
-        notes.append(_describe(pattern, texts, _words(question)))
+        notes.append(_describe(pattern, texts))
     return "\n".join(f"Note: {note}" for note in notes)
 
 
@@ -110,7 +108,7 @@ def _matches(pattern: Pattern, texts: list[tuple[str, str]], deadline: float) ->
         return None
 
 
-def _describe(pattern: Pattern, texts: list[tuple[str, str]], asked: list[str]) -> str:
+def _describe(pattern: Pattern, texts: list[tuple[str, str]]) -> str:
     shown = repr(pattern.text)
     plain = not any(c in pattern.text for c in "'\n") and not pattern.text.endswith("\\")
     if not pattern.literal and plain:
@@ -118,8 +116,7 @@ def _describe(pattern: Pattern, texts: list[tuple[str, str]], asked: list[str]) 
     what = "occurs in" if pattern.literal else "matches"
     head = f"{shown} {what} no line of `context`."
     words = _words(pattern.text)
-    asked = [_stem(word) for word in asked if len(word) >= MIN_ASKED_CHARS and word not in words]
-    lines = _lines_with(words, texts, asked)
+    lines = _lines_with(words, texts)
     if not lines:
         return head
     listed = "\n".join(f"  {line}" for line in lines)
@@ -132,32 +129,22 @@ def _words(pattern: str) -> list[str]:
     return list(dict.fromkeys(w.lower() for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9_]{2,}", plain)))
 
 
-def _lines_with(words: list[str], texts: list[tuple[str, str]], asked: list[str]) -> list[str]:
-    """The lines that hold the most of the words (ignoring case; more than half of them), and
-    among those the most of the question's (`asked`), first ones first; in a directory, each
-    after its file's path. Of a log's many `client` lines, the question's `established sessions`
-    picks the ones it is about."""
+def _lines_with(words: list[str], texts: list[tuple[str, str]]) -> list[str]:
+    """The lines that hold the most of the words (ignoring case; more than half of them), first
+    ones first; in a directory, each after its file's path."""
     if not words:
         return []
     enough = len(words) // 2 + 1
     held = (
-        (sum(word in lower for word in words), sum(word in lower for word in asked), path + line)
+        (sum(word in line.lower() for word in words), path + line.strip())
         for path, text in texts
         for line in text.split("\n")
-        for lower in (line.lower(),)
     )
     # nsmallest keeps the input's order among equals: the first such lines come first.
     best = heapq.nsmallest(
-        SHOWN_LINES,
-        ((-n, -m, line) for n, m, line in held if n >= enough),
-        key=lambda item: item[:2],
+        SHOWN_LINES, ((-n, line) for n, line in held if n >= enough), key=lambda item: item[0]
     )
-    return [_cut(line.strip()) for _held, _asked, line in best]
-
-
-def _stem(word: str) -> str:
-    """A question's word as lines may spell it: `sessions` is found in `session`."""
-    return word[:-1] if len(word) > 4 and word.endswith("s") else word
+    return [_cut(line) for _held, line in best]
 
 
 def _cut(line: str) -> str:
