@@ -67,8 +67,20 @@ def test_find_lines_counts_every_match_where_grep_stops_at_fifty(log_box: Sandbo
     out = ok(log_box.run("print(len(find_lines(r' - ERROR ')), len(grep(r' - ERROR ')))"))
     assert out == f"{expected} 50\n"
     shown = ok(log_box.run("hits = find_lines('ERROR')\nprint(hits[:2])"))
-    assert shown.startswith("(2 matching lines)\n  line 3: 2015-07-29 10:02:00,002 - ERROR")
+    # A slice says what it was cut from: "2 matching lines" was read as the count.
+    assert shown.startswith(f"(2 of the {expected} matching lines)\n  line 3: 2015-07-29 10:02")
     assert "\r" not in shown
+
+
+def test_lines_of_a_directory_say_how_many_files_hold_them() -> None:
+    peps = {"a.rst": "Author: Guido\nx\nSponsor: Guido\n", "b.rst": "Author: Guido\n", "c": "x"}
+    hits = find_lines("Guido", peps)
+    assert repr(hits).startswith("(3 matching lines in 2 files)\n  a.rst:1: Author: Guido")
+    assert repr(hits[:1]).startswith("(1 of the 3 matching lines in 2 files)\n  a.rst:1:")
+    assert repr(hits[-1:][:5]).startswith("(1 of the 3 matching lines in 2 files)\n  b.rst:1:")
+    assert repr(hits[:]).startswith("(3 matching lines in 2 files)")
+    assert repr(find_lines("Author", peps)).startswith("(2 matching lines in 2 files)")
+    assert repr(find_lines("Sponsor", peps)).startswith("(1 matching line in 1 file)")
 
 
 def test_count_with_no_argument_is_the_number_of_lines(log_box: Sandbox) -> None:

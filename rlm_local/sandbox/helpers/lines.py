@@ -52,6 +52,7 @@ class Lines(list[Line]):
     small model's "Attendees" pattern misses "attendees"."""
 
     ignoring_case = 0
+    whole: Lines | None = None  # for a slice, the result it was cut from
 
     def __repr__(self) -> str:
         if not self:
@@ -60,13 +61,27 @@ class Lines(list[Line]):
             return "(0 matching lines)"
         shown = [f"  {line.where}: {_cut(line)}" for line in self[:SHOWN_LINES]]
         more = f"\n  ... {len(self) - SHOWN_LINES} more" if len(self) > SHOWN_LINES else ""
-        return f"({len(self)} matching lines)\n" + "\n".join(shown) + more
+        return f"({self._counted()})\n" + "\n".join(shown) + more
 
     __str__ = __repr__
 
+    def _counted(self) -> str:
+        """`14 matching lines in 8 files`; a slice `3 of the 14 …`: a printed `hits[:3]` read
+        as "3 matching lines" was answered as the count, and lines as the count of files."""
+        whole = self if self.whole is None else self.whole
+        paths = {line.path for line in whole if line.path}
+        where = f" in {len(paths)} file{'s' * (len(paths) > 1)}" if paths else ""
+        if len(whole) == len(self):
+            return f"{len(self)} matching line{'s' * (len(self) != 1)}{where}"
+        return f"{len(self)} of the {len(whole)} matching lines{where}"
+
     def __getitem__(self, index: Any) -> Any:
         item = super().__getitem__(index)
-        return Lines(item) if isinstance(index, slice) else item
+        if not isinstance(index, slice):
+            return item
+        part = Lines(item)
+        part.whole = self if self.whole is None else self.whole
+        return part
 
     def count(self, *value: Any) -> int:
         """With no argument, the number of lines: the 1.5B model wrote `find_lines(p).count()`
