@@ -321,6 +321,9 @@ def test_a_typed_answer_found_nowhere_the_model_looked_is_sent_back_once(tmp_hom
     assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 2
     root = ScriptedModel(["FINAL('10.30')"])
     assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 1
+    # Yes or no, read off a printed True or False, is no made-up word.
+    root = ScriptedModel(["print(3 > 2)", "FINAL('Yes')"])
+    assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 2
     # Digits grouped as in code (1_000_000) stand for the plain number.
     root = ScriptedModel(["print('iterations = 1_000_000')", "FINAL('1000000')"])
     assert _rlm(tmp_home, root, skip_checks=()).ask(question, log).stats.turns == 2

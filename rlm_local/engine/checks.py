@@ -275,6 +275,8 @@ def _unfounded(cell: FinalCell) -> str | None:
     from Chrome, which program ...")."""
     if not final_is_literal(cell.code) or is_non_answer(cell.answer):
         return None
+    if _words(cell.answer) in _BOOLEANS:
+        return None  # read off a printed True or False, or a comparison the model made
     looked = f"{cell.look.replace(cell.question, ' ')}\n{cell.shown}"
     missing = sorted(_tokens(cell.answer) - _tokens(looked))
     if not missing:
