@@ -261,7 +261,7 @@ _RUN_FLAGS = (
         multiple=True,
         metavar="NAME",
         help="A check on the answer that never sends it back, e.g. unfounded; repeatable. The "
-        "checks: gave_up, echoed, restated, raised, capped_count, empty, unread, unfounded, "
+        "checks: gave_up, echoed, named, restated, raised, capped_count, empty, unread, unfounded, "
         "copied.",
     ),
     click.option(
