@@ -273,6 +273,10 @@ def test_a_non_answer_is_pushed_back_once(tmp_home: Path) -> None:
 
     root = ScriptedModel(["FINAL('None')", 'FINAL("None")'])
     assert _rlm(tmp_home, root).ask("q?", TEXT).answer == "None"  # accepted the second time
+    # "No data available" says nothing was found, as "No hits found." does (docs-08).
+    root = ScriptedModel(["FINAL('No data available')", "FINAL('4417')"])
+    assert _rlm(tmp_home, root).ask("What is the secret code?", TEXT).answer == "4417"
+    assert checks.is_non_answer("No data available") and not checks.is_non_answer("data 2019")
 
     root = ScriptedModel(["FINAL('not found')", "print(1)"])
     result = _rlm(tmp_home, root, max_turns=2).ask("q?", TEXT)
