@@ -261,8 +261,7 @@ def _tables(context: str | dict[str, str]) -> str:
     if not found:
         return ""
     listed = "; ".join(
-        f"{f'{table.path}:' if table.path else 'line '}{table.line}: {len(table)} rows, "
-        f"columns {', '.join(table.columns)}"
+        f"{table.where}: {len(table)} rows, columns {', '.join(table.columns)}"
         for table in found[:MAX_TABLES]
     )
     return f"\nTables (tables() gives {len(found)}): {listed}"

@@ -60,11 +60,14 @@ class Table(list[Row]):
             return [row[column] for row in self]
         return super().__getitem__(key)
 
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.path else f"line {self.line}"
+
     def __repr__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.path else f"line {self.line}"
         shown = "\n".join(f"  {dict(row)}" for row in list.__getitem__(self, slice(SHOWN_ROWS)))
         more = f"\n  ... {len(self) - SHOWN_ROWS} more rows" if len(self) > SHOWN_ROWS else ""
-        return f"(table at {where}: {len(self)} rows; columns {self.columns})\n{shown}{more}"
+        return f"(table at {self.where}: {len(self)} rows; columns {self.columns})\n{shown}{more}"
 
     __str__ = __repr__
 
