@@ -715,6 +715,24 @@ def test_a_read_answer_can_be_offered_to_the_code_turns_instead(tmp_home: Path) 
     assert "give the answer '5521'" in _last_user(root, 1)
 
 
+def test_a_read_list_cut_at_the_reply_limit_goes_to_the_code_turns(tmp_home: Path) -> None:
+    # The reader's list ran past its tokens ("10.250.17.177, 10.250.10.213, 10.251"): the list
+    # is longer than a reply, which is what code over the whole input is for.
+    hosts = [f"10.250.{i}.{i * 7}" for i in range(40)]
+    text = "\n".join(f"ask {host} to delete a block" for host in hosts)
+    listed = ", ".join(hosts)
+    root = ScriptedModel([listed, *[listed] * 4, "FINAL('from code')"])
+    question = "Which hosts were asked to delete a block?"
+    result = _rlm(tmp_home, root, first_search=True, read_max_tokens=48).ask(question, text)
+    assert result.answer == "from code"
+    (read,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
+    assert read["cut_off"] is True and read["accepted"] is False
+    # A short list, whole within the limit, is read as before.
+    root = ScriptedModel([", ".join(hosts[:2])] * 5)
+    result = _rlm(tmp_home, root, first_search=True, read_max_tokens=48).ask(question, text)
+    assert result.answer == ", ".join(hosts[:2]) and result.stats.turns == 1
+
+
 @pytest.mark.parametrize(
     ("samples", "kept"),
     [(["5521", "5521", "5521", "5521"], True), (["CODE", "5521", "5521", "5521"], True),

@@ -364,6 +364,9 @@ class Engine:
         run.stats.turns += 1
         answer = grounded = reading.grounded_answer(call.completion.text, passages)
         event = self._turn_event(depth, 0, call)
+        if answer is not None and call.completion.finish_reason == "length":
+            event["cut_off"] = True  # a list longer than the reply: its last item is cut
+            answer = None
         shared = reading.shared_by_many(answer, context, prompts.FIRST_SEARCH_HITS) if answer else 0
         if shared:
             event["shared_by"] = shared  # occurrences in the input (counted just past the limit)
