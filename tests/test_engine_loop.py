@@ -518,7 +518,7 @@ def test_the_data_look_names_the_key_lines_a_text_or_its_files_share() -> None:
         for n in range(6)
     }
     look = prompts.describe_context(peps)
-    assert look.endswith("in many of the 6 files (key: files): PEP: 6, Title: 6, Sponsor: 3")
+    assert "in many of the 6 files (key: files): PEP: 6, Title: 6, Sponsor: 3\n" in look
     assert "Ann" not in look and "T3" not in look  # keys only: no file's values
     assert "Key:" not in prompts.describe_context("2015-07-29 10:00 INFO a\n" * 50)
 
@@ -535,6 +535,13 @@ def test_the_data_look_says_where_the_tables_are_and_their_columns() -> None:
         "5 rows, columns Name, Org; b.md:13: 5 rows, columns Name, Org"
     )
     assert "Tables" not in prompts.describe_context("a | b\nno table\n" * 20)
+    # Files that open with `Key: value` lines: their headers as one table, a row per file.
+    peps = {f"pep-{n}.rst": f"PEP: {n}\nTitle: T{n}\nAuthor: A{n}\n\nText.\n" for n in range(4)}
+    look = prompts.describe_context({**peps, "c.py": "x = 1"})
+    assert look.endswith(
+        "Tables (tables() gives 1): the files' header lines: 4 rows, "
+        "columns file, PEP, Title, Author"
+    )
 
 
 def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home: Path) -> None:
@@ -727,6 +734,13 @@ def test_a_read_list_cut_at_the_reply_limit_goes_to_the_code_turns(tmp_home: Pat
     assert result.answer == "from code"
     (read,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "read"]
     assert read["cut_off"] is True and read["accepted"] is False
+    # Should the code turns find nothing, the items read before the cut stand.
+    root = ScriptedModel([listed, "FINAL('not found')", "FINAL('none')"])
+    result = _rlm(tmp_home, root, first_search=True, read_max_tokens=48).ask(question, text)
+    read_items = result.answer.split(", ")
+    assert 10 < len(read_items) < 40 and listed.startswith(result.answer + ", ")
+    assert reading.without_cut_item("a, b, 10.251") == "a, b"
+    assert reading.without_cut_item("a\nb\n10.2") == "a\nb" and reading.without_cut_item("x") == ""
     # A short list, whole within the limit, is read as before.
     root = ScriptedModel([", ".join(hosts[:2])] * 5)
     result = _rlm(tmp_home, root, first_search=True, read_max_tokens=48).ask(question, text)

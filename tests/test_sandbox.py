@@ -543,10 +543,11 @@ def test_counter_prints_one_count_a_line_with_its_ends_marked() -> None:
         )
         assert result.error is None, result.error
         assert result.output == (
-            "Counter, most common first:\n"
+            "Counter of 4 different values, counts adding up to 7, most common first:\n"
             "  'c': 3  (most common)\n  'b': 2\n  'a': 1  (least common)\n"
             "  'd': 1  (least common)\n"
-            "Counter, most common first:\n  'x': 1\n  'y': 1 [('c', 3)] 2\n"
+            "Counter of 2 different values, counts adding up to 2, most common first:\n"
+            "  'x': 1\n  'y': 1 [('c', 3)] 2\n"
         )
 
 

@@ -362,11 +362,14 @@ class Engine:
             return reading.Reading()
         run.count(call, "root")
         run.stats.turns += 1
-        answer = grounded = reading.grounded_answer(call.completion.text, passages)
         event = self._turn_event(depth, 0, call)
-        if answer is not None and call.completion.finish_reason == "length":
-            event["cut_off"] = True  # a list longer than the reply: its last item is cut
-            answer = None
+        reply = call.completion.text
+        if call.completion.finish_reason == "length":  # a list longer than a reply
+            event["cut_off"] = True
+            reply = reading.without_cut_item(reply)
+        answer = grounded = reading.grounded_answer(reply, passages)
+        if event.get("cut_off"):
+            answer = None  # the code turns list it all; what was read is their fallback
         shared = reading.shared_by_many(answer, context, prompts.FIRST_SEARCH_HITS) if answer else 0
         if shared:
             event["shared_by"] = shared  # occurrences in the input (counted just past the limit)

@@ -206,7 +206,6 @@ def describe_context(context: str | dict[str, str], sample_lines: int = 4) -> st
             f"`context` is a str of {chars:,} characters (about {chars // 4:,} tokens) in {shape}."
             "\nSome of its lines, with their numbers:\n"
             + _samples(rows, sample_lines)
-            + _positional_fields(rows)
             + _frequent_fields(context)
             + _tables(context)
         )
@@ -234,41 +233,6 @@ def _frequent_fields(text: str) -> str:
         return ""
     listed = ", ".join(f"{key}: {n}" for key, n in common)
     return f"\nLines that start `Key: ` most often (key: lines): {listed}"
-
-
-MAX_POSITIONS = 8  # the first words of a line: a log's date, level, program, component
-MIN_PROFILED_LINES = 100
-SHOWN_VALUES = 6  # values a position shows; together they hold most lines, or it is not shown
-CLOSED_SHARE = 0.8  # the shown values hold this share of lines: a field, not running text
-CONSTANT_SHARE = 0.98  # one value in nearly every line tells nothing
-MAX_DISTINCT = 60  # more values than this are names or running text, not a field's few values
-
-
-def _positional_fields(rows: list[str]) -> str:
-    """The values of each of a line's first words (line.split()[i]) where a few values hold most
-    lines: a log's fields (date, level, program) with their counts. The 1.5B model took the
-    wrong word of a log line for a field it guessed (`line.split()[0]` for the program); a
-    document's running text has no such position and shows none."""
-    split = [row.split() for row in rows if row.strip()]
-    if len(split) < MIN_PROFILED_LINES:
-        return ""
-    shown = []
-    for position in range(MAX_POSITIONS):
-        values = Counter(words[position] for words in split if len(words) > position)
-        if values.total() < 0.9 * len(split):
-            break
-        top = values.most_common(SHOWN_VALUES)
-        held = sum(count for _, count in top)
-        if not 2 <= len(values) <= MAX_DISTINCT or held < CLOSED_SHARE * len(split):
-            continue
-        if top[0][1] > CONSTANT_SHARE * len(split):
-            continue
-        listed = ", ".join(f"{value!r} {count}" for value, count in top)
-        shown.append(f"[{position}] {len(values)} values: {listed}")
-    if not shown:
-        return ""
-    heading = "Words by position in a line (line.split()[i]: lines with each value, most first):"
-    return f"\n{heading}\n" + "\n".join(shown)
 
 
 def _shared_fields(files: dict[str, str]) -> str:

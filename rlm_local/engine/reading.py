@@ -65,6 +65,16 @@ def grounded_answer(reply: str, passages: str) -> str | None:
     return None
 
 
+def without_cut_item(reply: str) -> str:
+    """A reply cut at the token limit without its last item, which the cut may have shortened
+    ("10.251" of "10.251.122.79")."""
+    lines = reply.rstrip().split("\n")
+    if len(lines) > 1:
+        return "\n".join(lines[:-1])
+    items = LIST_SEPARATOR.split(reply.strip())
+    return ", ".join(items[:-1])
+
+
 SHARED_SHARE = 50  # a value in one line in this many (or more) is a shared field value
 MAX_LIST_LINES = 12
 MAX_ITEM_CHARS = 80
