@@ -958,6 +958,15 @@ def runs_show(ctx: click.Context, run_id: str, full: bool) -> None:
         tree.add(Text(f"plays' answers: {played}", "dim"))
     if run.fell_back:
         tree.add(Text("the code turns found no answer: the reader's copied answer stands", "dim"))
+    for said, read in run.rereads:
+        copied = _head(read, 60) if read is not None else "nothing copied"
+        tree.add(
+            Text(
+                f"{_head(said, 60)} said again after it was sent back; the printed output "
+                f"read afresh: {copied}",
+                "dim",
+            )
+        )
     if run.answer is not None:
         tree.add(Text.assemble(("answer: ", "bold green"), _cut(run.answer, limit)))
     else:

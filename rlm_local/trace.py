@@ -333,6 +333,8 @@ class RunRecord:
     timing_by_model: dict[str, dict[str, float]] = field(default_factory=dict)  # root, sub, ...
     votes: list[str | None] = field(default_factory=list)  # each play's answer, with --plays
     fell_back: bool = False  # the code turns found no answer: the reader's copied one stands
+    # A sent-back answer said again, and what a fresh reading of the printed output copied.
+    rereads: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def _new_cell(event: dict[str, Any] | None = None) -> Cell:
@@ -535,6 +537,11 @@ def load_run(path: Path) -> RunRecord:
         timing_by_model=_timing_by_model((end or {}).get("timing_by_model")),
         votes=_votes(events),
         fell_back=any(e.get("type") == "fallback" and not e.get("depth") for e in events),
+        rereads=[
+            (str(e.get("said", "")), _str(e.get("answer")))
+            for e in events
+            if e.get("type") == "reread" and not e.get("depth")
+        ],
     )
 
 

@@ -302,9 +302,12 @@ def test_a_sentence_restating_the_question_around_the_answer_is_sent_back_once(
     root = ScriptedModel(["print('10.0.0.3')", f"FINAL({said!r})", "FINAL('10.0.0.3')"])
     assert _rlm(tmp_home, root).ask(question, TEXT).answer == "10.0.0.3"
     assert "restates the question around the answer" in _last_user(root, 2)
-    # Only once: the model's second word stands.
-    root = ScriptedModel(["print('10.0.0.3')", f"FINAL({said!r})", f'FINAL("{said}")'])
+    # Only once: the model's second word stands, unless a fresh reading of the printed output
+    # gives the value alone.
+    root = ScriptedModel(["print('10.0.0.3')", f"FINAL({said!r})", f'FINAL("{said}")', "NONE"])
     assert _rlm(tmp_home, root).ask(question, TEXT).answer == said
+    root = ScriptedModel(["print('10.0.0.3')", f"FINAL({said!r})", f'FINAL("{said}")', "10.0.0.3"])
+    assert _rlm(tmp_home, root).ask(question, TEXT).answer == "10.0.0.3"
     # A sentence of the input's own words is an answer, not a restatement.
     root = ScriptedModel(["FINAL('Bob approved the budget after a long debate.')"])
     assert _rlm(tmp_home, root).ask(question, TEXT).stats.turns == 1
@@ -349,9 +352,23 @@ def test_a_value_the_question_and_the_input_both_name_is_sent_back_once(tmp_home
     assert result.answer == "2015-07-30"
     assert "FINAL('2015-07-29') is a value the question itself names, so" in _last_user(root, 2)
     assert [e["check"] for e in events if e["type"] == "sent_back"] == ["named"]
-    # Said again, it stands: a question may offer the value as a choice.
-    root = ScriptedModel([tally_days, "FINAL('2015-07-29')", "FINAL('2015-07-29')"])
-    assert _rlm(tmp_home, root).ask(question, log).answer == "2015-07-29"
+    # Said again, it stands when a fresh reading of the printed output copies it too (or
+    # nothing, or a value that names what the question names): a question may offer the value.
+    for reading_reply in ("2015-07-29", "NONE", "10:00:00"):  # the last: not in the output
+        said_again = [tally_days, "FINAL('2015-07-29')", "FINAL('2015-07-29')", reading_reply]
+        root = ScriptedModel(said_again)
+        assert _rlm(tmp_home, root).ask(question, log).answer == "2015-07-29"
+    # A fresh reading of what the cells printed may give the value the model had in view.
+    root = ScriptedModel([tally_days, "FINAL('2015-07-29')", "FINAL('2015-07-29')", "2015-07-30"])
+    result = _rlm(tmp_home, root).ask(question, log)
+    assert result.answer == "2015-07-30" and result.stats.turns == 4
+    reading_prompt = root.calls[3]
+    assert reading_prompt[0]["content"] == reading.REREAD_SYSTEM
+    assert "'2015-07-30': 3" in reading_prompt[1]["content"]  # the tally the cell printed
+    assert load_run(Path(str(result.trace_path))).rereads == [("2015-07-29", "2015-07-30")]
+    shown = run_cli("runs", "show", str(result.run_id)).stdout
+    assert "2015-07-29 said again after it was sent back; the printed output read afresh: " \
+        "2015-07-30" in shown  # fmt: skip
     # A choice the input does not hold (a label, yes or no) is accepted at once, and so is a
     # file name whose stem the question does not name.
     for answer, asked in [
@@ -408,7 +425,8 @@ def test_a_zero_the_model_saw_its_code_find_is_sent_back_once(tmp_home: Path) ->
     assert "FINAL('0') comes from code that found nothing" in _last_user(root, 2)
     assert [e["check"] for e in events if e["type"] == "sent_back"] == ["empty"]
 
-    root = ScriptedModel([counted, "FINAL('0')", "FINAL(0)"])  # said again: it stands
+    # Said again, it stands when the printed output read afresh gives it too.
+    root = ScriptedModel([counted, "FINAL('0')", "FINAL(0)", "0"])
     assert _rlm(tmp_home, root).ask("How many?", TEXT).answer == "0"
     # A 0 the input itself shows ("lo=0" in a signature) is no empty result: kept at once.
     root = ScriptedModel(["print(source_text := 'def f(lo=0): ...')", "FINAL('0')"])
@@ -422,6 +440,7 @@ def test_two_checks_can_each_send_an_answer_back_once(tmp_home: Path) -> None:
         "hits = find_lines('Secret Code')\nprint(len(hits))",
         "FINAL('0')",  # an empty result
         "FINAL(0)",  # said again: kept, as two were sent back already
+        "0",  # the printed output read afresh
     ]
     events: list[dict] = []
     result = _rlm(tmp_home, ScriptedModel(cells)).ask("How many?", TEXT, on_event=events.append)
@@ -518,7 +537,7 @@ def test_the_data_look_names_the_key_lines_a_text_or_its_files_share() -> None:
         for n in range(6)
     }
     look = prompts.describe_context(peps)
-    assert "in many of the 6 files (key: files): PEP: 6, Title: 6, Sponsor: 3\n" in look
+    assert look.endswith("in many of the 6 files (key: files): PEP: 6, Title: 6, Sponsor: 3")
     assert "Ann" not in look and "T3" not in look  # keys only: no file's values
     assert "Key:" not in prompts.describe_context("2015-07-29 10:00 INFO a\n" * 50)
 
@@ -535,13 +554,6 @@ def test_the_data_look_says_where_the_tables_are_and_their_columns() -> None:
         "5 rows, columns Name, Org; b.md:13: 5 rows, columns Name, Org"
     )
     assert "Tables" not in prompts.describe_context("a | b\nno table\n" * 20)
-    # Files that open with `Key: value` lines: their headers as one table, a row per file.
-    peps = {f"pep-{n}.rst": f"PEP: {n}\nTitle: T{n}\nAuthor: A{n}\n\nText.\n" for n in range(4)}
-    look = prompts.describe_context({**peps, "c.py": "x = 1"})
-    assert look.endswith(
-        "Tables (tables() gives 1): the files' header lines: 4 rows, "
-        "columns file, PEP, Title, Author"
-    )
 
 
 def test_the_first_turn_shows_real_lines_from_the_head_middle_and_tail(tmp_home: Path) -> None:
@@ -624,6 +636,37 @@ def test_the_question_is_searched_for_before_the_first_turn(tmp_home: Path) -> N
     root = ScriptedModel(["FINAL('none')", "FINAL('x')"])  # nothing shares a word: no output shown
     _rlm(tmp_home, root, first_search=True).ask("zzz qqq?", text)
     assert "best match" not in _last_user(root, 0)
+
+
+def test_the_first_step_shows_the_code_of_names_the_question_writes_as_code(
+    tmp_home: Path,
+) -> None:
+    converters = (
+        "DEFAULT_CONVERTERS = {\n"
+        + "".join(
+            f"    '{name}': {name.title()}Converter,\n" for name in ["default", "string", "path"]
+        )
+        + "}\n"
+    )
+    code = {
+        "routing/converters.py": "import re\n\n" + "x = 1\n" * 300 + converters,
+        "wsgi.py": "def get_host(environ):\n    return environ['HTTP_HOST']\n",
+        "sansio/utils.py": "def get_host(scheme, host):\n    return host\n",
+    }
+    question = "Which keys does DEFAULT_CONVERTERS have, and where is get_host or MapAdapter?"
+    assert reading.defined_names(question, code) == ["DEFAULT_CONVERTERS", "get_host"]
+    assert reading.defined_names("Is the NameSystem in the Map?", code) == []  # no such def
+    root = ScriptedModel(["default, string, path", "FINAL('x')"])
+    result = _rlm(tmp_home, root, first_search=True).ask(question, code)
+    assert result.answer == "default, string, path"  # read off the assignment the step printed
+    (step,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "first_step"]
+    assert step["code"].endswith(
+        "\nprint(source('DEFAULT_CONVERTERS', max_lines=30))"
+        "\nprint(source('get_host', max_lines=30))"
+    )
+    read = root.calls[0][-1]["content"]
+    assert "# routing/converters.py line 303\nDEFAULT_CONVERTERS = {" in read
+    assert "# wsgi.py line 1\ndef get_host(environ):" in read and "# sansio/utils.py line 1" in read
 
 
 def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_home: Path) -> None:

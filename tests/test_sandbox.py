@@ -500,7 +500,14 @@ def test_source_reads_definitions_top_level_first() -> None:
     assert method + "        return 1" in text
     assert source("def Box(", CODE).startswith("# a.py line 3\nclass Box:\n    def open")
     assert source("Box.open", CODE) == text  # the last name is the one looked up
-    assert source("nothing", CODE) == "(no def or class named 'nothing'; try grep('nothing'))"
+    missing = "(no def, class or assignment named 'nothing'; try grep('nothing'))"
+    assert source("nothing", CODE) == missing
+    # A constant: its top-level assignment, with the lines its value runs over.
+    table = {"c.py": "X = 1\nTABLE: dict[str, int] = {\n    'a': 1,\n    'b': 2,\n}\nY = TABLE\n"}
+    assert source("TABLE", table) == "# c.py line 2\nTABLE: dict[str, int] = {\n    'a': 1,\n" \
+        "    'b': 2,\n}"  # fmt: skip
+    assert source("VALUE", CODE) == "# b.py line 8\nVALUE = open"
+    assert source("mode", CODE) == missing.replace("nothing", "mode")  # a parameter is no constant
     assert source("open", CODE, max_lines=2).startswith(f"# b.py line 1\n{defaults}def open(")
     no_defaults = {"c.py": "def run(a, b): return a\n"}  # nothing to list: no line
     assert source("run", no_defaults) == "# c.py line 1\ndef run(a, b): return a"

@@ -259,30 +259,6 @@ def test_helpers_reject_wrong_arguments_with_how_to_call_them(log_box: Sandbox) 
     assert find_lines("[unclosed", "a [unclosed b\nnone") == ["a [unclosed b"]
 
 
-def test_files_that_open_with_key_lines_are_one_table_a_row_each() -> None:
-    peps = {
-        "pep-0001.rst": "PEP: 1\nTitle: Purpose\nAuthor: Ann Lee <ann at x.org>,\n"
-        "        Bo Chen <bo at x.org>\nSponsor: Cy Young\n\nAbstract\n========\nSponsor: no\n",
-        "pep-0002.rst": "PEP: 2\nTitle: Procedure\nAuthor: Bo Chen\n\nText.\n",
-        "setup.py": "import os\nName: not a header\n",
-        "post.md": "---\ntitle: Notes\nauthor: Dee\nauthor: Eve\n---\n# Notes\n",
-    }
-    found = tables(peps)
-    headers = found[0]
-    assert headers.where == "the files' header lines" and len(found) == 1
-    assert headers.columns == ["file", "PEP", "Title", "Author", "Sponsor", "title", "author"]
-    assert headers["file"] == ["pep-0001.rst", "pep-0002.rst", "post.md"]
-    assert headers[0]["Author"] == "Ann Lee <ann at x.org>, Bo Chen <bo at x.org>"
-    assert headers["Sponsor"] == ["Cy Young", "", ""]  # the body's "Sponsor: no" is no header
-    assert headers[2]["author"] == "Dee, Eve"  # a key said twice keeps both values
-    assert [row["file"] for row in headers if "Bo Chen" in row["Author"]] == [
-        "pep-0001.rst",
-        "pep-0002.rst",
-    ]
-    assert tables({"a.rst": "PEP: 1\nTitle: A\n", "b.py": "x = 1\n"}) == []  # one file: no table
-    assert tables("PEP: 1\nTitle: A\n") == []  # a str is one text, not files
-
-
 def test_tables_parse_pipe_tables_with_their_columns(log_box: Sandbox) -> None:
     doc = (
         "# Minutes\n\n**Attendees:**\n\n| Name | Abbreviation | Organization |\n"

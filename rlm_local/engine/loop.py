@@ -28,6 +28,7 @@ from rlm_local.sandbox.helpers import chunks
 Listener = Callable[[dict[str, Any]], None]
 RESAMPLE_TEMPERATURES = (0.7, 1.0, 1.3)  # tried in turn until the code is new
 STUCK_LIMIT = 2  # turns that only repeated old code before the model must answer
+REREAD_CHARS = 3000  # the tail of the cells' printed output a fresh reading sees
 MAX_SENT_BACK = 2  # FINAL answers sent back by checks.review in one run (each costs a turn)
 READ_SAMPLE_TEMPERATURE = 0.8  # the probe of docs/design.md used this
 PLAY_TEMPERATURE = 0.7  # the first program of each play after the greedy one
@@ -383,6 +384,27 @@ class Engine:
         run.emit(event)
         return reading.Reading(answer, grounded)
 
+    def _reread(self, question: str, said: str, outputs: str, depth: int, run: _Run) -> str | None:
+        """The code turns' printed output read afresh by the root model, as the first reader
+        reads passages: its answer when copied from that output, else None."""
+        try:
+            call = cached_chat(
+                self.root,
+                self.cache,
+                reading.reread_messages(question, outputs),
+                max_tokens=self.options.read_max_tokens,
+            )
+        except ContextOverflowError:
+            return None
+        run.count(call, "root")
+        run.stats.turns += 1
+        cut = call.completion.finish_reason == "length"
+        answer = None if cut else reading.grounded_answer(call.completion.text, outputs)
+        event = self._turn_event(depth, 0, call)
+        event.update(type="reread", said=said, answer=answer)
+        run.emit(event)
+        return answer
+
     def _sample_readings(self, question: str, passages: str, run: _Run) -> list[str | None]:
         """The grounded answers of seeded readings at temperature (cached like greedy ones)."""
         answers = []
@@ -711,6 +733,8 @@ class _Session:
         self.sent_back: set[str] = set()  # the checks.review checks that sent an answer back
         self.last_final: str | None = None  # a sent-back answer, kept if nothing better comes
         self.sent_back_code: set[str] = set()  # cells whose FINAL went back: said again, it stands
+        self.sent_back_answers: dict[str, str] = {}  # an answer sent back (_said) -> the check
+        self.outputs: list[str] = []  # what the cells printed (the first search's passages not)
         self.values_seen = False  # has the model read printed output of its own code yet?
         self.shown: list[str] = []  # the outputs the model was shown, for checks.review
         self.cut_off = False  # did the last cell run past root_max_tokens?
@@ -719,11 +743,13 @@ class _Session:
         """Before the first turn, a search of the input for the whole question (BM25: no word
         picked from it), so a fact that stands in one passage is in view at once. Returns the
         output to show, or "" when nothing matched."""
-        code = prompts.first_search_cell(self.question)
+        defined = reading.defined_names(self.question, self.context)
+        code = prompts.first_search_cell(self.question, defined)
         self.run.emit({"type": "first_step", "depth": self.depth, "turn": 0, "code": code})
         result = self.engine._execute(self.box, code, self.depth, 0, self.run)
         self.seen_code[code] = result.error
-        if result.error or not result.output.strip() or result.output.startswith("(no piece"):
+        found_none = result.output.startswith("(no piece") and not defined
+        if result.error or not result.output.strip() or found_none:
             return ""
         self.shown.append(result.output)
         return result.output
@@ -850,6 +876,7 @@ class _Session:
         seen = self.values_seen or self.run.stats.sub_calls != calls_before
         self.values_seen = self.values_seen or bool(result.output.strip())
         self.shown.append(result.output)
+        self.outputs.append(result.output)
         if result.final is None:
             if result.error and self.cut_off:
                 limit = self.engine.options.root_max_tokens
@@ -865,20 +892,21 @@ class _Session:
         """Accept a FINAL, or send it back with what is wrong (checks.review): each check at
         most once, MAX_SENT_BACK answers in a run."""
         answer = result.final or ""
-        if last or len(self.sent_back) >= MAX_SENT_BACK:
-            return answer, ""
         shown = "\n".join(self.shown)
         earlier = tuple(c for c in self.seen_code if c != code)
         look = self.messages[1]["content"]
         cell = checks.FinalCell(
             answer, self.question, code, result, seen, shown, earlier, look, self.context
         )
+        if last or len(self.sent_back) >= MAX_SENT_BACK:
+            return self._said_again(cell), ""
         passed = frozenset(self.sent_back) | frozenset(self.engine.options.skip_checks)
         verdict = checks.review(cell, passed)
         if verdict is None:
-            return answer, ""
+            return self._said_again(cell), ""
         self.sent_back.add(verdict.check)
         self.sent_back_code.add(code)
+        self.sent_back_answers.setdefault(_said(answer), verdict.check)
         self.last_final = answer
         self.run.emit(
             {
@@ -890,3 +918,25 @@ class _Session:
             }
         )
         return None, verdict.message
+
+    def _said_again(self, cell: checks.FinalCell) -> str:
+        """An answer a check sent back, said again, stands unless a fresh reading of what the
+        cells printed (Engine._reread) gives another that stands in that output and passes the
+        check: asked to leave out the date it named, the 1.5B model printed the dates ranked and
+        named the first one again, with the right one in view."""
+        check = self.sent_back_answers.get(_said(cell.answer))
+        outputs = "\n".join(output for output in self.outputs if output.strip())
+        if check is None or not outputs or self.run.out_of_time():
+            return cell.answer
+        outputs = outputs[-REREAD_CHARS:]
+        read = self.engine._reread(self.question, cell.answer, outputs, self.depth, self.run)
+        if read is None or _said(read) == _said(cell.answer):
+            return cell.answer
+        if checks.CHECKS[check](replace(cell, answer=read)) is not None:
+            return cell.answer
+        return read
+
+
+def _said(answer: str) -> str:
+    """An answer as said, whatever its case, spacing and quotes."""
+    return " ".join(answer.lower().split()).strip(" .'\"")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 
 from rlm_local.sandbox.helpers import tables, tree
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
@@ -300,8 +301,16 @@ def _samples(rows: list[str], count: int) -> str:
 FIRST_SEARCH_HITS = 3
 
 
-def first_search_cell(question: str) -> str:
-    return f"print(search({question!r}, k={FIRST_SEARCH_HITS}))"
+DEFINITION_LINES = 30  # lines of each definition the first step shows
+
+
+def first_search_cell(question: str, defined: Iterable[str] = ()) -> str:
+    """The first step: a search for the whole question, and the code of the names it asks
+    about that the input defines (reading.defined_names)."""
+    looked_up = "".join(
+        f"\nprint(source({name!r}, max_lines={DEFINITION_LINES}))" for name in defined
+    )
+    return f"print(search({question!r}, k={FIRST_SEARCH_HITS})){looked_up}"
 
 
 def first_turn(question: str, description: str, searched: str = "", read: str | None = None) -> str:

@@ -77,8 +77,8 @@ def _definition(body: str, start: int, indent: int) -> list[str]:
 def source(
     name: str, text: Context | list[str] | None, max_lines: int = 60, max_defs: int = 5
 ) -> str:
-    """The code of each function or class called `name`, headed by its path and line number;
-    printed, each shows its first `max_lines` lines.
+    """The code of each function or class called `name` (else each top-level assignment to
+    it), headed by its path and line number; printed, each shows its first `max_lines` lines.
 
     "search, then read around the hit" in one call for code: a grep window cuts long signatures,
     and small models then parse snippets with regexes and print the wrong group.
@@ -94,18 +94,29 @@ def source(
     found: list[tuple[int, str, str]] = []  # (indent, whole, shown): top level comes first
     for prefix, body in sources(text, "source"):
         for match in regex.finditer(body):
-            line_no = body.count("\n", 0, match.start()) + 1
             indent = len(match.group(1).expandtabs())
-            kept = _definition(body, match.start(), indent)
-            where = f"{prefix.rstrip(': ')} line {line_no}".strip()
-            head = f"# {where}\n{defaults_note(kept)}"
-            shown = head + "\n".join(kept[:max_lines]).rstrip()
-            if len(kept) > max_lines:
-                more = len(kept) - max_lines
-                shown += f"\n    ... ({more} more line{'s' * (more > 1)}, in the str returned)"
-            found.append((indent, head + "\n".join(kept).rstrip(), shown))
+            found.append(_entry(prefix, body, match.start(), indent, max_lines))
+    if not found:  # a constant: a top-level assignment to the name
+        assigned = re.compile(rf"^{re.escape(wanted)}[ \t]*(?::[^=\n]+)?=(?!=)", re.M)
+        for prefix, body in sources(text, "source"):
+            found += [
+                _entry(prefix, body, m.start(), 0, max_lines) for m in assigned.finditer(body)
+            ]
     if not found:
-        return f"(no def or class named {wanted!r}; try grep({wanted!r}))"
+        return f"(no def, class or assignment named {wanted!r}; try grep({wanted!r}))"
     found.sort(key=lambda item: item[0])  # stable: file order within a level
     chosen = found[:max_defs]
     return Source("\n\n".join(c[1] for c in chosen), "\n\n".join(c[2] for c in chosen))
+
+
+def _entry(prefix: str, body: str, start: int, indent: int, max_lines: int) -> tuple[int, str, str]:
+    """(indent, whole, shown) for the definition starting at `start`, headed by path and line."""
+    kept = _definition(body, start, indent)
+    line_no = body.count("\n", 0, start) + 1
+    where = f"{prefix.rstrip(': ')} line {line_no}".strip()
+    head = f"# {where}\n{defaults_note(kept)}"
+    shown = head + "\n".join(kept[:max_lines]).rstrip()
+    if len(kept) > max_lines:
+        more = len(kept) - max_lines
+        shown += f"\n    ... ({more} more line{'s' * (more > 1)}, in the str returned)"
+    return indent, head + "\n".join(kept).rstrip(), shown

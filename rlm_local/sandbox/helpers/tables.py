@@ -62,8 +62,6 @@ class Table(list[Row]):
 
     @property
     def where(self) -> str:
-        if not self.line:  # made of many files' lines: header_table()
-            return self.path
         return f"{self.path}:{self.line}" if self.path else f"line {self.line}"
 
     def __repr__(self) -> str:
@@ -95,10 +93,8 @@ def _table(rows: list[str], path: str, line: int) -> Table:
 
 def tables(text: Context | list[str] | None) -> list[Table]:
     """Every pipe table: a header row, a |---| separator row (a heading's underline has no |),
-    then rows, in reading order; for a dict of files, first the header_table() of their
-    `Key: value` header lines, if they have them."""
-    headers = header_table(text) if isinstance(text, dict) else None
-    found: list[Table] = [headers] if headers is not None else []
+    then rows, in reading order."""
+    found: list[Table] = []
     for prefix, body in sources(text, "tables"):
         lines = body.split("\n")
         start = 0
@@ -113,53 +109,3 @@ def tables(text: Context | list[str] | None) -> list[Table]:
             else:
                 start += 1
     return found
-
-
-HEADERS_WHERE = "the files' header lines"
-FILE_COLUMN = "file"
-MIN_HEADER_KEYS = 2  # one `Key: value` line opens many texts; a header has several
-MAX_HEADER_LINES = 60
-_HEADER_LINE = re.compile(r"^([A-Za-z][\w-]{0,30}):(?:[ \t]+(.*))?$")
-
-
-def _header(body: str) -> dict[str, str]:
-    """The `Key: value` lines a text opens with (an indented line continues a value; a key said
-    twice keeps both values), up to the first line that is neither; a front matter's `---`
-    fence is skipped."""
-    lines = body.split("\n", MAX_HEADER_LINES + 1)[:MAX_HEADER_LINES]
-    start = 1 if lines and lines[0].strip() == "---" else 0
-    fields: dict[str, str] = {}
-    key = ""
-    for line in lines[start:]:
-        if key and line[:1] in (" ", "\t") and line.strip():
-            fields[key] = f"{fields[key]} {line.strip()}".strip()
-            continue
-        match = _HEADER_LINE.match(line.rstrip())
-        if match is None:
-            break
-        key, value = match.group(1), (match.group(2) or "").strip()
-        fields[key] = f"{fields[key]}, {value}" if fields.get(key) else value
-    return fields if len(fields) >= MIN_HEADER_KEYS else {}
-
-
-def header_table(files: dict[str, str]) -> Table | None:
-    """The files that open with `Key: value` header lines (PEPs and RFCs, e-mails, front
-    matter) as one table: a row per file, its path in column `file`, a column per key (empty
-    where a file has none); None unless two or more files have such a header. Asked which PEPs
-    a person sponsored, the 1.5B model counted matching lines, several to a file, or read one
-    file's header for all."""
-    headers = {
-        path: fields
-        for path, body in files.items()
-        if isinstance(body, str) and (fields := _header(body))
-    }
-    if len(headers) < 2:
-        return None
-    table = Table()
-    keys = dict.fromkeys(key for fields in headers.values() for key in fields)
-    table.columns = [FILE_COLUMN, *(key for key in keys if key != FILE_COLUMN)]
-    table.path, table.line = HEADERS_WHERE, 0
-    for path, fields in headers.items():
-        cells = {key: fields.get(key, "") for key in table.columns[1:]}
-        table.append(Row({FILE_COLUMN: path, **cells}))
-    return table
