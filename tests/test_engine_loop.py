@@ -660,9 +660,9 @@ def test_the_first_step_shows_the_code_of_names_the_question_writes_as_code(
     result = _rlm(tmp_home, root, first_search=True).ask(question, code)
     assert result.answer == "default, string, path"  # read off the assignment the step printed
     (step,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "first_step"]
-    assert step["code"].endswith(
-        "\nprint(source('DEFAULT_CONVERTERS', max_lines=30))"
-        "\nprint(source('get_host', max_lines=30))"
+    assert step["code"].startswith(
+        "print(source('DEFAULT_CONVERTERS', max_lines=10, max_defs=2))\n"
+        "print(source('get_host', max_lines=10, max_defs=2))\nprint(search("
     )
     read = root.calls[0][-1]["content"]
     assert "# routing/converters.py line 303\nDEFAULT_CONVERTERS = {" in read

@@ -500,6 +500,7 @@ def test_source_reads_definitions_top_level_first() -> None:
     assert method + "        return 1" in text
     assert source("def Box(", CODE).startswith("# a.py line 3\nclass Box:\n    def open")
     assert source("Box.open", CODE) == text  # the last name is the one looked up
+    assert source("open", CODE, max_defs=1) == text.split("\n\n# a.py")[0]  # top level first
     missing = "(no def, class or assignment named 'nothing'; try grep('nothing'))"
     assert source("nothing", CODE) == missing
     # A constant: its top-level assignment, with the lines its value runs over.

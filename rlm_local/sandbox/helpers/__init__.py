@@ -63,8 +63,8 @@ def make_helpers(context: Context) -> dict[str, Callable[..., Any]]:
     def chunks_(text=None, size=8000, overlap=0):  # type: ignore[no-untyped-def]
         return chunks(pick(text), size, overlap)
 
-    def source_(name, text=None, max_lines=60):  # type: ignore[no-untyped-def]
-        return source(name, pick(text), max_lines)
+    def source_(name, text=None, max_lines=60, max_defs=5):  # type: ignore[no-untyped-def]
+        return source(name, pick(text), max_lines, max_defs)
 
     def records_(text=None):  # type: ignore[no-untyped-def]
         return records(pick(text))

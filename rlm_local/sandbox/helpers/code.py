@@ -86,6 +86,7 @@ def source(
     if not isinstance(name, str):
         raise TypeError("source: name must be a str, e.g. source('parse_config')")
     max_lines = check_int("max_lines", max_lines, 1)
+    max_defs = check_int("max_defs", max_defs, 1)
     words = [w for w in re.findall(r"[A-Za-z_]\w*", name) if w not in _KEYWORDS]
     if not words:
         raise ValueError("source: name must be a function or class name, e.g. 'parse_config'")
