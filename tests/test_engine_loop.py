@@ -638,37 +638,6 @@ def test_the_question_is_searched_for_before_the_first_turn(tmp_home: Path) -> N
     assert "best match" not in _last_user(root, 0)
 
 
-def test_the_first_step_shows_the_code_of_names_the_question_writes_as_code(
-    tmp_home: Path,
-) -> None:
-    converters = (
-        "DEFAULT_CONVERTERS = {\n"
-        + "".join(
-            f"    '{name}': {name.title()}Converter,\n" for name in ["default", "string", "path"]
-        )
-        + "}\n"
-    )
-    code = {
-        "routing/converters.py": "import re\n\n" + "x = 1\n" * 300 + converters,
-        "wsgi.py": "def get_host(environ):\n    return environ['HTTP_HOST']\n",
-        "sansio/utils.py": "def get_host(scheme, host):\n    return host\n",
-    }
-    question = "Which keys does DEFAULT_CONVERTERS have, and where is get_host or MapAdapter?"
-    assert reading.defined_names(question, code) == ["DEFAULT_CONVERTERS", "get_host"]
-    assert reading.defined_names("Is the NameSystem in the Map?", code) == []  # no such def
-    root = ScriptedModel(["default, string, path", "FINAL('x')"])
-    result = _rlm(tmp_home, root, first_search=True).ask(question, code)
-    assert result.answer == "default, string, path"  # read off the assignment the step printed
-    (step,) = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "first_step"]
-    assert step["code"].startswith(
-        "print(source('DEFAULT_CONVERTERS', max_lines=10, max_defs=2))\n"
-        "print(source('get_host', max_lines=10, max_defs=2))\nprint(search("
-    )
-    read = root.calls[0][-1]["content"]
-    assert "# routing/converters.py line 303\nDEFAULT_CONVERTERS = {" in read
-    assert "# wsgi.py line 1\ndef get_host(environ):" in read and "# sansio/utils.py line 1" in read
-
-
 def test_the_search_s_passages_are_read_first_and_a_copied_answer_is_kept(tmp_home: Path) -> None:
     filler = "\n".join(f"Line {i}: the weather was mild and nothing happened." for i in range(400))
     text = filler + "\nThe vault code for the north gate is 5521.\n" + filler

@@ -743,13 +743,11 @@ class _Session:
         """Before the first turn, a search of the input for the whole question (BM25: no word
         picked from it), so a fact that stands in one passage is in view at once. Returns the
         output to show, or "" when nothing matched."""
-        defined = reading.defined_names(self.question, self.context)
-        code = prompts.first_search_cell(self.question, defined)
+        code = prompts.first_search_cell(self.question)
         self.run.emit({"type": "first_step", "depth": self.depth, "turn": 0, "code": code})
         result = self.engine._execute(self.box, code, self.depth, 0, self.run)
         self.seen_code[code] = result.error
-        found_none = result.output.startswith("(no piece") and not defined
-        if result.error or not result.output.strip() or found_none:
+        if result.error or not result.output.strip() or result.output.startswith("(no piece"):
             return ""
         self.shown.append(result.output)
         return result.output

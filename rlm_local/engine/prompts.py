@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
 
 from rlm_local.sandbox.helpers import tables, tree
 from rlm_local.sandbox.helpers.files import EXAMPLE as FILES_EXAMPLE
@@ -301,20 +300,8 @@ def _samples(rows: list[str], count: int) -> str:
 FIRST_SEARCH_HITS = 3
 
 
-DEFINITION_LINES = 10  # lines of each definition the first step shows: a signature, a dict
-DEFINITIONS_SHOWN = 2  # definitions of a name it shows, top-level first
-
-
-def first_search_cell(question: str, defined: Iterable[str] = ()) -> str:
-    """The first step: the code of the names the question asks about that the input defines
-    (reading.defined_names), then a search for the whole question. Definitions come first and
-    short: a long output is cut in its middle, which cut the second of two definitions, and a
-    definition's docstring held a stale default the reader copied."""
-    looked_up = "".join(
-        f"print(source({name!r}, max_lines={DEFINITION_LINES}, max_defs={DEFINITIONS_SHOWN}))\n"
-        for name in defined
-    )
-    return f"{looked_up}print(search({question!r}, k={FIRST_SEARCH_HITS}))"
+def first_search_cell(question: str) -> str:
+    return f"print(search({question!r}, k={FIRST_SEARCH_HITS}))"
 
 
 def first_turn(question: str, description: str, searched: str = "", read: str | None = None) -> str:

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 
 from rlm_local.engine.checks import is_non_answer
-from rlm_local.sandbox.helpers import source
 from rlm_local.sandbox.helpers.search import PIECE_LINES
 
 
@@ -56,31 +55,6 @@ def read_messages(question: str, passages: str) -> list[dict[str, str]]:
         {"role": "system", "content": READ_SYSTEM},
         {"role": "user", "content": f"{passages.rstrip()}\n\nQuestion: {question}"},
     ]
-
-
-MAX_DEFINED_NAMES = 2
-
-
-def defined_names(question: str, context: str | dict[str, str]) -> list[str]:
-    """The names the question writes as code that the input defines (a def, a class, a
-    top-level assignment): their code is read with the first search's passages, as a user
-    jumps to a definition. Asked for the keys of DEFAULT_CONVERTERS, the 1.5B model typed in
-    keys it imagined for five minutes; the search's passages had cut the dict in two."""
-    # Tokens as a search tokenizes them, kept when written as code: snake_case, _private or
-    # CamelCase (DEFAULT_CONVERTERS, get_host, MapAdapter); none is a rule on wording.
-    tokens = re.findall(r"(?<![\w.])[A-Za-z_]\w*[A-Za-z0-9](?!\w)", question)
-    names = dict.fromkeys(token for token in tokens if _written_as_code(token))
-    found = [name for name in names if not source(name, context).startswith("(no ")]
-    return found[:MAX_DEFINED_NAMES]
-
-
-def _written_as_code(token: str) -> bool:
-    inner = token.lstrip("_")
-    return (
-        inner != token
-        or "_" in inner
-        or any(a.islower() and b.isupper() for a, b in zip(inner, inner[1:], strict=False))
-    )
 
 
 def grounded_answer(reply: str, passages: str) -> str | None:
