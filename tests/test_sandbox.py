@@ -557,6 +557,8 @@ def test_counter_prints_one_count_a_line_with_its_ends_marked() -> None:
             "Counter of 2 different values, counts adding up to 2, most common first:\n"
             "  'x': 1\n  'y': 1 [('c', 3)] 2\n"
         )
+        odd = sandbox.run("c = Counter()\nc['a'] = 'x'\nc['b'] = 'y'\nprint(c)")
+        assert odd.output.startswith("Counter of 2 different values, most common first:\n")
 
 
 def test_a_final_comes_with_a_short_line_for_each_value_of_the_cell() -> None:

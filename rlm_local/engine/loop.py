@@ -352,17 +352,9 @@ class Engine:
     ) -> reading.Reading:
         """The root model reads the first search's passages (reading.py); its answer counts when
         it is copied from them and is no value many records share, else the code turns begin."""
-        try:
-            call = cached_chat(
-                self.root,
-                self.cache,
-                reading.read_messages(question, passages),
-                max_tokens=self.options.read_max_tokens,
-            )
-        except ContextOverflowError:  # passages larger than the window: code goes on
+        call = self._reading_call(reading.read_messages(question, passages), run)
+        if call is None:  # passages larger than the window: code goes on
             return reading.Reading()
-        run.count(call, "root")
-        run.stats.turns += 1
         event = self._turn_event(depth, 0, call)
         reply = call.completion.text
         if call.completion.finish_reason == "length":  # a list longer than a reply
@@ -387,23 +379,27 @@ class Engine:
     def _reread(self, question: str, said: str, outputs: str, depth: int, run: _Run) -> str | None:
         """The code turns' printed output read afresh by the root model, as the first reader
         reads passages: its answer when copied from that output, else None."""
-        try:
-            call = cached_chat(
-                self.root,
-                self.cache,
-                reading.reread_messages(question, outputs),
-                max_tokens=self.options.read_max_tokens,
-            )
-        except ContextOverflowError:
+        call = self._reading_call(reading.reread_messages(question, outputs), run)
+        if call is None:
             return None
-        run.count(call, "root")
-        run.stats.turns += 1
         cut = call.completion.finish_reason == "length"
         answer = None if cut else reading.grounded_answer(call.completion.text, outputs)
         event = self._turn_event(depth, 0, call)
         event.update(type="reread", said=said, answer=answer)
         run.emit(event)
         return answer
+
+    def _reading_call(self, messages: list[dict[str, str]], run: _Run) -> CachedCompletion | None:
+        """One greedy reading by the root model, counted as a turn; None when it overflows."""
+        try:
+            call = cached_chat(
+                self.root, self.cache, messages, max_tokens=self.options.read_max_tokens
+            )
+        except ContextOverflowError:
+            return None
+        run.count(call, "root")
+        run.stats.turns += 1
+        return call
 
     def _sample_readings(self, question: str, passages: str, run: _Run) -> list[str | None]:
         """The grounded answers of seeded readings at temperature (cached like greedy ones)."""

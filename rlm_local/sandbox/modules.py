@@ -100,16 +100,19 @@ class RankedCounter(collections.Counter):
         top, bottom = ranked[0][1], ranked[-1][1]
         marks = {top: "  (most common)", bottom: "  (least common)"} if top != bottom else {}
         lines = [f"  {key!r}: {count}{marks.get(count, '')}" for key, count in ranked]
-        return f"{_size(len(self), sum(self.values()))}, most common first:\n" + "\n".join(lines)
+        return f"{_size(self)}, most common first:\n" + "\n".join(lines)
 
     __str__ = __repr__
 
 
-def _size(keys: int, total: Any) -> str:
+def _size(counter: collections.Counter) -> str:
     """How many values a Counter holds and what its counts add up to: asked how many people a
     printed Counter of 22 names (one each) held, the 1.5B model answered 15."""
-    different = "1 value" if keys == 1 else f"{keys} different values"
-    return f"Counter of {different}, counts adding up to {total}"
+    different = "1 value" if len(counter) == 1 else f"{len(counter)} different values"
+    try:
+        return f"Counter of {different}, counts adding up to {sum(counter.values())}"
+    except TypeError:  # counts a cell set to something else
+        return f"Counter of {different}"
 
 
 def _json_dumps(obj: Any, **kwargs: Any) -> str:
