@@ -109,6 +109,16 @@ def test_out_of_time_a_repeated_cell_is_not_resampled(tmp_home: Path) -> None:
     assert root.params[2]["assistant_prefix"].endswith("FINAL(")
 
 
+def test_the_last_turn_comes_while_there_is_time_for_it(tmp_home: Path) -> None:
+    # Each step takes 0.6 s of a 1.0 s budget: the second starts at 0.6 s and would end past the
+    # budget, so it is the last (the run ends near max_seconds, not a whole turn after it).
+    root = ScriptedModel(["n = 7\nprint(n)", "print(n)", "n * 6)"], delay=0.6)
+    result = _rlm(tmp_home, root, max_seconds=1.0).ask("q?", TEXT)
+    assert result.answer == "42" and len(root.calls) == 3  # not a third turn after the second
+    assert "Time is up." in _last_user(root, 1) and "Time is up." not in _last_user(root, 0)
+    assert root.params[2]["assistant_prefix"].endswith("FINAL(")
+
+
 def test_a_model_stuck_on_old_code_is_asked_for_its_answer(tmp_home: Path) -> None:
     root = ScriptedModel(["print(1)", *["print(1)"] * 8, "FINAL('stuck')"])
     result = _rlm(tmp_home, root, max_turns=10).ask("q?", TEXT)

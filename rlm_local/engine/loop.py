@@ -151,12 +151,14 @@ class _Run:
         # classify's labels so far: (labels, instruction) -> item text -> label
         self.labels: dict[tuple[tuple[str, ...], str], dict[str, str]] = {}
         self.timing = TimingLedger()
+        self.last_step_seconds = 0.0  # the latest root turn with its cell: the next takes as long
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def out_of_time(self) -> bool:
-        return self.elapsed() > self.options.max_seconds
+    def out_of_time(self, reserve: float = 0.0) -> bool:
+        """Past max_seconds, or (with `reserve`) too close to it for a step that long."""
+        return self.elapsed() + reserve > self.options.max_seconds
 
     def emit(self, event: dict[str, Any]) -> None:
         event.setdefault("elapsed", round(self.elapsed(), 2))
@@ -483,8 +485,8 @@ class Engine:
     def _last_turn_reason(self, turn: int, run: _Run) -> str | None:
         if turn == self.options.max_turns:
             return "This is your last turn."
-        if run.out_of_time():
-            return "Time is up."
+        if run.out_of_time(reserve=run.last_step_seconds):
+            return "Time is up."  # the last turn ends the run near max_seconds, not a turn past
         if run.stats.sub_calls >= self.options.max_sub_calls:
             return "No llm_query calls are left."
         return None
@@ -760,11 +762,13 @@ class _Session:
             reason = self._last_turn_reason(step)
             if reason:
                 self.messages[-1]["content"] += "\n\n" + prompts.last_turn(self.question, reason)
+            started = time.monotonic()
             code = self._next_code(turn, last=bool(reason))
             self.messages.append(
                 {"role": "assistant", "content": prompts.CODE_PREFIX + code + "\n" + CODE_END}
             )
             answer, feedback = self._step(code, turn, last=bool(reason))
+            self.run.last_step_seconds = time.monotonic() - started
             if answer is not None:
                 return answer
             if reason:
