@@ -203,7 +203,8 @@ _RUN_FLAGS = (
         type=click.FloatRange(1),
         default=1800.0,
         show_default=True,
-        help="Wall-clock budget of the run.",
+        help="Wall-clock budget of the run; when the next step would run past it, that step "
+        "is the last and must answer.",
     ),
     click.option(
         "--max-depth",
