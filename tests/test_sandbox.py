@@ -651,35 +651,3 @@ def test_a_guessed_path_of_a_directory_input_names_the_closest_ones() -> None:
             "['datastructures/mixins.py'] True\n"
         )
         assert ok(sb.run("FINAL(str(len(dict(context))))")) == ""
-
-
-def test_os_sees_the_files_of_a_directory_input_and_nothing_else() -> None:
-    # The 1.5B model reaches for os to walk a package (devsuite code-14): it gets the input's tree.
-    files = {
-        "__init__.py": "",
-        "routing/__init__.py": "",
-        "routing/map.py": "x = 1\n",
-        "README": "",
-    }
-    with Sandbox(files, limits=LIMITS) as sb:
-        walk = "import os\nfor root, dirs, names in os.walk('.'):\n    print(root, dirs, names)"
-        assert ok(sb.run(walk)) == (
-            ". ['routing'] ['README', '__init__.py']\n./routing [] ['__init__.py', 'map.py']\n"
-        )
-        count = (
-            "import os.path\nfrom os.path import splitext\n"
-            "py = [p for p in context if splitext(p)[1] == '.py']\n"
-            "print(len([p for p in py if os.path.basename(p) != '__init__.py']))"
-        )
-        assert ok(sb.run(count)) == "1\n"
-        read = "print(repr(context[os.path.join('.', 'routing', 'map.py')]), os.listdir('routing'))"
-        assert ok(sb.run(read)) == "'x = 1\\n' ['__init__.py', 'map.py']\n"
-        assert ok(sb.run("print(os.path.isdir('routing'), os.path.isfile('/etc/passwd'))")) == (
-            "True False\n"
-        )
-        missing = sb.run("print(os.listdir('/etc'))").error or ""
-        assert "'/etc' is not a folder of context" in missing
-    with Sandbox(DOC, limits=LIMITS) as sb:  # a text input has no files
-        assert ok(sb.run("import os\nprint(os.listdir('.'), os.path.splitext('a.b'))")) == (
-            "[] ('a', '.b')\n"
-        )

@@ -10,7 +10,6 @@ process is unharmed.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import signal
@@ -39,20 +38,15 @@ CONTEXT = "The quick brown fox.\nSecret code: 1234.\n" * 50
 # (id, cell, substring the error must contain). An empty substring: any error will do.
 CORPUS: list[tuple[str, str, str]] = [
     # imports of dangerous modules, in every spelling
-    ("import-os", "import os\nos.system('id')", "module 'os' has no attribute 'system'"),
-    ("os-environ", "import os\nprint(os.environ)", "has no attribute 'environ'"),
-    ("os-walk-real-dirs", "import os\nprint(list(os.walk('/etc')))", "not a folder of context"),
-    ("os-listdir-up", "import os\nprint(os.listdir('../..') or 1/0)", "Zero"),  # the input's top
-    ("os-path-real-file", "import os\nprint(os.path.exists('/etc/passwd') or 1/0)", "Zero"),
-    ("os-path-abspath", "from os.path import abspath", "cannot import 'abspath'"),
+    ("import-os", "import os\nos.system('id')", "import of 'os' is not allowed"),
     ("import-sys", "import sys\nprint(sys.modules)", "import of 'sys' is not allowed"),
     ("import-subprocess", "import subprocess", "not allowed"),
     ("import-socket", "import socket\nsocket.socket()", "not allowed"),
     ("import-ctypes", "import ctypes", "not allowed"),
     ("import-importlib", "import importlib\nimportlib.import_module('os')", "not allowed"),
     ("import-builtins", "import builtins\nbuiltins.open('/etc/passwd')", "not allowed"),
-    ("from-os-import", "from os import system\nsystem('id')", "cannot import 'system'"),
-    ("import-os-path-as", "import os.path as p\np.os.system('id')", "has no attribute 'os'"),
+    ("from-os-import", "from os import system\nsystem('id')", "not allowed"),
+    ("import-os-path-as", "import os.path as p", "not allowed"),
     ("import-json-submodule", "import json.decoder", "not allowed"),
     ("from-json-import-submodule", "from json import decoder", "cannot import 'decoder'"),
     ("from-collections-import-abc", "from collections import abc", "cannot import 'abc'"),
@@ -162,7 +156,7 @@ CORPUS: list[tuple[str, str, str]] = [
     ("recursion", "def f(n):\n    return f(n + 1)\nf(0)", "RecursionError"),
     ("nested-repr", "x = []\nfor i in range(200000):\n    x = [x]\nprint(str(x)[:10])", ""),
     # processes and files
-    ("fork", "import os\nos.fork()", "has no attribute 'fork'"),
+    ("fork", "import os\nos.fork()", "not allowed"),
     ("multiprocessing", "import multiprocessing", "not allowed"),
     ("pty-spawn", "import pty\npty.spawn('/bin/sh')", "not allowed"),
     ("file-write", "open('pwned.txt', 'w').write('x')", "NameError"),
@@ -417,7 +411,7 @@ def test_in_cell_walk_of_each_module_reaches_no_hidden_attribute(
     sandbox: Sandbox, module: str
 ) -> None:
     """Try, inside a cell, every public name the real module has but the proxy does not."""
-    real = importlib.import_module(module)
+    real = __import__(module)
     exposed = set(proxy_attrs(build_module_proxies()[module]))
     hidden = [n for n in dir(real) if not n.startswith("_") and n not in exposed]
     lines = [f"import {module} as m", "reached = []"]

@@ -32,8 +32,6 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from rlm_local.sandbox.virtual_os import os_attributes
-
 # C code of datetime imports these lazily (see _C_LEVEL_IMPORTS); they are loaded now so that
 # no cell ever needs the real import machinery.
 import _strptime  # noqa: F401  # isort: skip
@@ -211,14 +209,9 @@ def _module_tables() -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
-def build_module_proxies(paths: Iterable[str] = ()) -> dict[str, ModuleProxy]:
-    """Fresh proxies for one worker: allowed module name -> ModuleProxy; `os` sees `paths`, the
-    files of a directory input (virtual_os.py)."""
-    proxies = {name: ModuleProxy(name, attrs) for name, attrs in _module_tables().items()}
-    path_attrs, os_attrs = os_attributes(paths)
-    proxies["os.path"] = ModuleProxy("os.path", path_attrs)
-    proxies["os"] = ModuleProxy("os", {**os_attrs, "path": proxies["os.path"]})
-    return proxies
+def build_module_proxies() -> dict[str, ModuleProxy]:
+    """Fresh proxies for one worker: allowed module name -> ModuleProxy."""
+    return {name: ModuleProxy(name, attrs) for name, attrs in _module_tables().items()}
 
 
 # Modules that C functions reachable from a cell import for themselves (all loaded at start).
@@ -250,8 +243,6 @@ def make_import_hook(
                 f"import of {shown!r} is not allowed in the sandbox; available modules: {allowed}"
             )
         proxy = proxies[name]
-        if not fromlist and "." in name:  # `import os.path` binds the name `os`
-            return proxies[name.split(".", 1)[0]]
         attrs = proxy_attrs(proxy)
         for item in fromlist or ():
             if not isinstance(item, str) or item not in attrs:

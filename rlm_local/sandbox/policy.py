@@ -369,11 +369,11 @@ PRELOADED_MODULES = ("re", "json", "math", "collections", "itertools")
 class CellPolicy:
     """Guards and builtins for one worker. `collector` is swapped before each cell."""
 
-    def __init__(self, output_chars: int, paths: Iterable[str] = ()) -> None:
+    def __init__(self, output_chars: int) -> None:
         self.output_chars = output_chars
         self.collector = OutputCollector(output_chars)
         self.classes: weakref.WeakSet[type] = weakref.WeakSet()
-        self.proxies = build_module_proxies(paths)
+        self.proxies = build_module_proxies()
         self.forbidden_ids = frozenset(id(o) for o in FORBIDDEN_OBJECTS)
         self.builtins = self._make_builtins()
 

@@ -77,8 +77,7 @@ class Worker:
         self.context = context
         self.cpu_seconds = int(limits["cpu_seconds"])
         self.memory_mb = int(limits["memory_mb"])
-        paths = list(context) if isinstance(context, dict) else []
-        self.policy = CellPolicy(int(limits["output_chars"]), paths)
+        self.policy = CellPolicy(int(limits["output_chars"]))
         self.preloaded = self.policy.preloaded()
         self.ns: dict[str, Any] = dict(self.preloaded)
         self.final: str | None = None

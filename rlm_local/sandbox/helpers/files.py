@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import posixpath
 from collections import defaultdict
 from typing import Any
 
@@ -65,10 +64,6 @@ class PathDict(dict):
     a run of the same KeyError."""
 
     def __missing__(self, key: Any) -> Any:
-        if isinstance(key, str):  # "./routing/map.py", as os.walk('.') and os.path.join write it
-            cleaned = posixpath.normpath("/" + key).lstrip("/")
-            if cleaned != key and dict.__contains__(self, cleaned):
-                return dict.__getitem__(self, cleaned)
         raise KeyError(f"{key!r} is not a path of context; the closest: {close_paths(key, self)}")
 
 
