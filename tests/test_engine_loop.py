@@ -517,7 +517,6 @@ def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path)
         ("import re\nprint(re.search(r'nothing', context).group(1))", "test the match before"),
         ("print(re.findall('a', {'f': 'a'}.values()))", "`context` is a dict of file path"),
         ("rows = [{'Name': 'Ann'}]\nprint(rows['Name'])", 'write [row["Name"] for row in rows]'),
-        ("final(len(context))", "FINAL(answer), in capitals"),
     ],
 )
 def test_common_errors_come_back_with_what_they_mean_here(
@@ -726,14 +725,11 @@ def test_when_the_code_turns_find_nothing_the_reader_s_copied_answer_stands(
      ("Palmer Rob Sharma Ujjwal", False), ("CODE", False), ("Not found.", False),
      ("Rob Palmer\nUjjwal Sharma", "Rob Palmer, Ujjwal Sharma"),
      ("- Rob Palmer\n- `Ujjwal Sharma`.", "Rob Palmer, Ujjwal Sharma"),
-     ("Rob Palmer\nRob Smith", False), ("CODE\nRob Palmer", False), ("238", True),
-     ("3", False), ("37", False)],
+     ("Rob Palmer\nRob Smith", False), ("CODE\nRob Palmer", False)],
 )  # fmt: skip
 def test_a_read_answer_counts_only_when_the_passages_hold_it(reply: str, kept: bool | str) -> None:
-    passages = (
-        "--- pep-0589.rst:667\nDavid Foster contributed.\n| Rob Palmer | RPR |\n"
-        "| Ujjwal Sharma | USA |\nline 107: x at 19:37:04 took 238 ms\nPython-Version: 3.10"
-    )
+    passages = "--- pep-0589.rst:667\nDavid Foster contributed.\n| Rob Palmer | RPR |\n" \
+        "| Ujjwal Sharma | USA |\nline 107: x at 19:37:04"  # fmt: skip
     copied = reading.grounded_answer(reply, passages)
     assert copied == kept if isinstance(kept, str) else (copied == reply) is kept
 

@@ -151,8 +151,6 @@ def _hint(error: str) -> str:
             "context[path] (paths from files()), or search all files with search() or "
             "find_lines().\n"
         )
-    if re.search(r"name '(?:final|final_var)' is not defined", error):
-        return "The answer is given with FINAL(answer), in capitals.\n"
     if "'NoneType' object has no attribute 'group" in error:
         return (
             "re.search or re.match found no match in some line and gave None: test the match "

@@ -108,13 +108,8 @@ SHORT_ANSWER_TOKENS = 3
 
 
 def _stands_in(item: str, text: str) -> bool:
-    """As written, as a whole token ("10" does not stand in "line 107"); a number as a whole
-    number, not a part of a version, time or address ("3" of "3.10", "04" of "19:37:04")."""
-    if item.isdigit():
-        pattern = rf"(?<!\w)(?<!\d[.:,]){item}(?!\w)(?![.:,]\d)"
-    else:
-        pattern = rf"(?<!\w){re.escape(item)}(?!\w)"
-    return re.search(pattern, text, re.IGNORECASE) is not None
+    """As written, as a whole token ("10" does not stand in "line 107")."""
+    return re.search(rf"(?<!\w){re.escape(item)}(?!\w)", text, re.IGNORECASE) is not None
 
 
 def _tokens(text: str) -> set[str]:
