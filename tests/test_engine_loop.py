@@ -517,7 +517,6 @@ def test_a_pattern_that_matches_no_line_is_noted_with_real_lines(tmp_home: Path)
         ("import re\nprint(re.search(r'nothing', context).group(1))", "test the match before"),
         ("print(re.findall('a', {'f': 'a'}.values()))", "`context` is a dict of file path"),
         ("rows = [{'Name': 'Ann'}]\nprint(rows['Name'])", 'write [row["Name"] for row in rows]'),
-        ("import os\nprint(os.listdir('.'))", "Cells have no file system"),
     ],
 )
 def test_common_errors_come_back_with_what_they_mean_here(

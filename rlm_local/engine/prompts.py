@@ -151,12 +151,6 @@ def _hint(error: str) -> str:
             "context[path] (paths from files()), or search all files with search() or "
             "find_lines().\n"
         )
-    if re.search(r"import of '(?:os|pathlib|glob|io|sys)[.']", error):
-        return (
-            "Cells have no file system: a directory input is `context` itself, a dict of file "
-            "path -> text. List its files with files('*.py') (each a path such as 'a/b.py', whose "
-            "file name is path.rsplit('/', 1)[-1]) and read one with context[path].\n"
-        )
     if "'NoneType' object has no attribute 'group" in error:
         return (
             "re.search or re.match found no match in some line and gave None: test the match "
