@@ -3,7 +3,8 @@
 A model that greps for one word picked from the question finds nothing or noise; ranking
 pieces by all the query's words (rare words weigh most) finds the passage a fact is in without
 guessing the exact wording. BM25 (Robertson and Zaragoza) in a few lines: no index to build
-beyond word counts, fast enough for a few MB per call.
+beyond word counts, fast enough for a few MB per call. Words are matched by their English stems
+(Snowball), so "sponsored" finds `Sponsor:` and "connections" finds "connection".
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 import re
 from collections import Counter
 from typing import Any
+
+import snowballstemmer
 
 from rlm_local.sandbox.helpers.base import Context, check_int, sources
 from rlm_local.sandbox.helpers.code import defaults_note
@@ -139,7 +142,8 @@ def _defaults(piece: str) -> str:
 def _shown(piece: str, query: str, limit: int = 600) -> str:
     if len(piece) <= limit:
         return piece
-    terms = {t for t in words(query) if t not in _STOP}
+    raw = [t for t in words(query) if t not in _STOP]
+    terms = set(raw) | set(Stems().of(raw))
     lowered = piece.lower()
     spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
     best, best_terms = 0, -1
@@ -161,6 +165,22 @@ def words(text: str) -> list[str]:
         if len(parts) > 1:
             found.extend(part.lower() for part in parts)
     return found
+
+
+class Stems:
+    """English stems of words, each word stemmed once per ranking (a codebase has a few
+    thousand distinct words and a million word uses)."""
+
+    def __init__(self) -> None:
+        self._stemmer = snowballstemmer.stemmer("english")
+        self._known: dict[str, str] = {}
+
+    def of(self, tokens: list[str]) -> list[str]:
+        known = self._known
+        for token in tokens:
+            if token not in known:
+                known[token] = self._stemmer.stemWord(token)
+        return [known[token] for token in tokens]
 
 
 def pieces(text: Any) -> list[Section]:
@@ -199,7 +219,8 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
     """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0); a
     piece that defines a name the query uses (`class X`, `def x`) counts double, since a
     definition is where a question about a name is answered, not its hundred uses."""
-    terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
+    stems = Stems()
+    terms = list(dict.fromkeys(stems.of([t for t in words(query) if t not in _STOP])))
     if not terms or not candidates:
         return []
     names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in _STOP]
@@ -208,7 +229,7 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
         if names
         else None
     )
-    counts = [Counter(words(c)) for c in candidates]
+    counts = [Counter(stems.of(words(c))) for c in candidates]
     lengths = [sum(c.values()) for c in counts]
     average = sum(lengths) / len(lengths) or 1.0
     n = len(candidates)
