@@ -201,6 +201,24 @@ def test_search_ranks_the_piece_holding_the_query_s_rare_words_first() -> None:
     assert search("", code) == [] and search("zzzz", code) == []
 
 
+def test_search_matches_the_forms_of_a_word_by_its_stem() -> None:
+    """A question says "sponsored" where the headers say `Sponsor:`; by exact words the pieces
+    that mention the name in passing outranked the headers."""
+    header = "PEP: {n}\nTitle: Something {n}\nAuthor: Ann Smith\nSponsor: Jelle Zijlstra\n"
+    mention = "As Jelle Zijlstra noted on the list, the Jelle Zijlstra draft was long.\n"
+    filler = "\n".join(f"Unrelated text line {i} of the rationale." for i in range(40))
+    context = {
+        "pep-1.rst": header.format(n=1) + filler,
+        "pep-2.rst": filler + "\n" + mention + filler,
+        "pep-3.rst": header.format(n=3) + filler,
+    }
+    hits = search("List the PEPs that Jelle Zijlstra sponsored", context, k=2)
+    assert sorted(hit.path for hit in hits) == ["pep-1.rst", "pep-3.rst"]
+    assert "Sponsor: Jelle Zijlstra" in str(hits)
+    plural = search("failed connections", "a connection failed here\n" + filler, k=1)
+    assert "connection failed" in plural[0]
+
+
 def test_search_shows_the_same_passage_in_every_process() -> None:
     """What a cell prints decides the cache keys of the calls after it: a passage chosen by set
     order (which changes with each process's hash seed) made every second run a cache miss."""
