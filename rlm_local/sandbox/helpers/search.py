@@ -3,8 +3,9 @@
 A model that greps for one word picked from the question finds nothing or noise; ranking
 pieces by all the query's words (rare words weigh most) finds the passage a fact is in without
 guessing the exact wording. BM25 (Robertson and Zaragoza) in a few lines: no index to build
-beyond word counts, fast enough for a few MB per call. Words are matched by their English stems
-(Snowball), so "sponsored" finds `Sponsor:` and "connections" finds "connection".
+beyond word counts, fast enough for a few MB per call. A query word the input never writes is
+matched by its English stem (Snowball), so "sponsored" finds `Sponsor:`; a word it does write is
+matched as written, since its other forms mostly stand in passages that only share the word.
 """
 
 from __future__ import annotations
@@ -142,9 +143,10 @@ def _defaults(piece: str) -> str:
 def _shown(piece: str, query: str, limit: int = 600) -> str:
     if len(piece) <= limit:
         return piece
-    raw = [t for t in words(query) if t not in _STOP]
-    terms = set(raw) | set(Stems().of(raw))
     lowered = piece.lower()
+    raw = [t for t in words(query) if t not in _STOP]
+    absent = [t for t in raw if t not in lowered]
+    terms = set(raw) | set(Stems().of(absent))
     spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
     best, best_terms = 0, -1
     for spot in sorted(spots):  # the first window holding the most different query words
@@ -219,8 +221,7 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
     """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0); a
     piece that defines a name the query uses (`class X`, `def x`) counts double, since a
     definition is where a question about a name is answered, not its hundred uses."""
-    stems = Stems()
-    terms = list(dict.fromkeys(stems.of([t for t in words(query) if t not in _STOP])))
+    terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
     if not terms or not candidates:
         return []
     names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in _STOP]
@@ -229,8 +230,9 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
         if names
         else None
     )
-    counts = [Counter(stems.of(words(c))) for c in candidates]
+    counts = [Counter(words(c)) for c in candidates]
     lengths = [sum(c.values()) for c in counts]
+    terms = _stemmed_where_absent(terms, counts)
     average = sum(lengths) / len(lengths) or 1.0
     n = len(candidates)
     weights = {}
@@ -247,6 +249,22 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
             defines = definitions.search(candidates[i]) if definitions else None
             scores.append((score * (2 if defines else 1), -i))
     return [-i for _, i in sorted(scores, reverse=True)[:k]]
+
+
+def _stemmed_where_absent(terms: list[str], counts: list[Counter[str]]) -> list[str]:
+    """The query terms, each one no candidate holds as written replaced by its stem ("~sponsor"
+    for "sponsored"), with the candidates' counts of that stem added in place."""
+    absent = [t for t in terms if not any(t in count for count in counts)]
+    if not absent:
+        return terms
+    stems = Stems()
+    wanted = {f"~{stem}" for stem in stems.of(absent)}
+    for count in counts:
+        present = list(count)
+        for word, stem in zip(present, stems.of(present), strict=True):
+            if f"~{stem}" in wanted:
+                count[f"~{stem}"] += count[word]
+    return [f"~{stems.of([t])[0]}" if t in absent else t for t in terms]
 
 
 def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
