@@ -217,6 +217,10 @@ def test_search_matches_the_forms_of_a_word_by_its_stem() -> None:
     assert "Sponsor: Jelle Zijlstra" in str(hits)
     plural = search("failed connections", "a connection failed here\n" + filler, k=1)
     assert "connection failed" in plural[0]
+    # A word the input writes is matched as written: its other forms only share the word.
+    forms = "\n".join(["By default iter(items) walks the iterator."] * 30 + [filler])
+    written = search("the default iterations", forms + "\nThe default iterations: 600.\n", k=1)
+    assert "iterations: 600" in written[0]
 
 
 def test_search_shows_the_same_passage_in_every_process() -> None:
