@@ -85,6 +85,7 @@ class Hits(Sections):
     piece can be longer than what is shown)."""
 
     query: str = ""
+    stems: tuple[str, ...] = ()  # stems of the query words the input never writes
     within: dict[int, str]  # id() of a hit -> the defs and classes it sits in
 
     def __repr__(self) -> str:
@@ -92,7 +93,7 @@ class Hits(Sections):
             return "(no piece shares a word with the query)"
         within = getattr(self, "within", {})
         return "\n".join(
-            f"--- {hit.where}{_in(within.get(id(hit), ''))}\n{_shown(hit, self.query)}"
+            f"--- {hit.where}{_in(within.get(id(hit), ''))}\n{_shown(hit, self.query, self.stems)}"
             f"{_defaults(hit)}"
             for hit in self
         )
@@ -140,13 +141,11 @@ def _defaults(piece: str) -> str:
     return "\n" + "\n".join(notes) if notes else ""
 
 
-def _shown(piece: str, query: str, limit: int = 600) -> str:
+def _shown(piece: str, query: str, stems: tuple[str, ...] = (), limit: int = 600) -> str:
     if len(piece) <= limit:
         return piece
+    terms = {t for t in words(query) if t not in _STOP} | set(stems)
     lowered = piece.lower()
-    raw = [t for t in words(query) if t not in _STOP]
-    absent = [t for t in raw if t not in lowered]
-    terms = set(raw) | set(Stems().of(absent))
     spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
     best, best_terms = 0, -1
     for spot in sorted(spots):  # the first window holding the most different query words
@@ -217,13 +216,14 @@ def _emit(window: list[tuple[int, str]], path: str, found: list[Section]) -> Non
         found.append(Section(text, "", kept[0][0], path))
 
 
-def rank(query: str, candidates: list[str], k: int) -> list[int]:
-    """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0); a
-    piece that defines a name the query uses (`class X`, `def x`) counts double, since a
-    definition is where a question about a name is answered, not its hundred uses."""
+def rank(query: str, candidates: list[str], k: int) -> tuple[list[int], list[str]]:
+    """Indices of the `k` candidates with the highest BM25 score for `query` (score > 0), and
+    the terms matched (a stem as "~stem"); a piece that defines a name the query uses
+    (`class X`, `def x`) counts double, since a definition is where a question about a name is
+    answered, not its hundred uses."""
     terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
     if not terms or not candidates:
-        return []
+        return [], terms
     names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in _STOP]
     definitions = (
         re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+(?:" + "|".join(names) + r")\b", re.M)
@@ -248,7 +248,7 @@ def rank(query: str, candidates: list[str], k: int) -> list[int]:
         if score > 0:
             defines = definitions.search(candidates[i]) if definitions else None
             scores.append((score * (2 if defines else 1), -i))
-    return [-i for _, i in sorted(scores, reverse=True)[:k]]
+    return [-i for _, i in sorted(scores, reverse=True)[:k]], terms
 
 
 def _stemmed_where_absent(terms: list[str], counts: list[Counter[str]]) -> list[str]:
@@ -278,7 +278,8 @@ def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
         candidates = pieces(text)
     hits = Hits()
     taken: list[tuple[str, int, int]] = []  # (path, first line, last line) of each hit
-    for i in rank(query, candidates, len(candidates)):
+    order, terms = rank(query, candidates, len(candidates))
+    for i in order:
         piece = candidates[i]
         span = (piece.path, piece.line, piece.line + piece.count("\n"))
         if any(p == span[0] and a <= span[2] and span[1] <= b for p, a, b in taken):
@@ -288,6 +289,7 @@ def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
         if len(hits) >= k:
             break
     hits.query = query
+    hits.stems = tuple(t[1:] for t in terms if t.startswith("~"))
     hits.within = _python_places(hits, text)
     return hits
 
