@@ -264,7 +264,8 @@ def _stemmed_where_absent(terms: list[str], counts: list[Counter[str]]) -> list[
         for word, stem in zip(present, stems.of(present), strict=True):
             if f"~{stem}" in wanted:
                 count[f"~{stem}"] += count[word]
-    return [f"~{stems.of([t])[0]}" if t in absent else t for t in terms]
+    matched = [f"~{stems.of([t])[0]}" if t in absent else t for t in terms]
+    return list(dict.fromkeys(matched))  # two missing forms of one word count once
 
 
 def search(query: str, text: Context | list[str] | None, k: int = 5) -> Hits:
