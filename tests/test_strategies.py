@@ -217,6 +217,12 @@ def test_search_matches_the_forms_of_a_word_by_its_stem() -> None:
     assert "Sponsor: Jelle Zijlstra" in str(hits)
     plural = search("failed connections", "a connection failed here\n" + filler, k=1)
     assert "connection failed" in plural[0]
+    # The part of a long piece shown is where the stem stands, not the piece's start.
+    long_piece = "\n".join(
+        [f"Line {i} of a long preamble with nothing in it at all." for i in range(11)]
+    )
+    shown = str(search("who sponsored it", long_piece + "\nSponsor: Ann Lee\n", k=1))
+    assert "Sponsor: Ann Lee" in shown and "Line 0 " not in shown
     # A word the input writes is matched as written: its other forms only share the word.
     forms = "\n".join(["By default iter(items) walks the iterator."] * 30 + [filler])
     written = search("the default iterations", forms + "\nThe default iterations: 600.\n", k=1)
