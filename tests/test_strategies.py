@@ -218,9 +218,7 @@ def test_search_matches_the_forms_of_a_word_by_its_stem() -> None:
     plural = search("failed connections", "a connection failed here\n" + filler, k=1)
     assert "connection failed" in plural[0]
     # The part of a long piece shown is where the stem stands, not the piece's start.
-    long_piece = "\n".join(
-        [f"Line {i} of a long preamble with nothing in it at all." for i in range(11)]
-    )
+    long_piece = "\n".join([f"Line {i} of a long preamble. " * 12 for i in range(6)])
     shown = str(search("who sponsored it", long_piece + "\nSponsor: Ann Lee\n", k=1))
     assert "Sponsor: Ann Lee" in shown and "Line 0 " not in shown
     # A word the input writes is matched as written: its other forms only share the word.
