@@ -153,8 +153,25 @@ def _shown(piece: str, query: str, stems: tuple[str, ...] = (), limit: int = 600
         found = len({t for t in terms if t in lowered[start : start + limit]})
         if found > best_terms:
             best, best_terms = start, found
-    text = piece[best : best + limit]
-    return ("... " if best else "") + text + (" ..." if best + limit < len(piece) else "")
+    start, end = _whole_lines(piece, best, best + limit)
+    return ("... " if start else "") + piece[start:end] + (" ..." if end < len(piece) else "")
+
+
+LINE_SLACK = 240  # chars a shown window may grow by at each end to keep its lines whole
+
+
+def _whole_lines(piece: str, start: int, end: int) -> tuple[int, int]:
+    """The window widened to the start and end of the lines it cuts, each within LINE_SLACK
+    chars: a log line cut in two loses the value at its end (the replica's datanode of
+    `ask A to replicate B to datanode(s) C`)."""
+    line_start = piece.rfind("\n", 0, start) + 1
+    if start - line_start <= LINE_SLACK:
+        start = line_start
+    line_end = piece.find("\n", end)
+    line_end = len(piece) if line_end < 0 else line_end
+    if line_end - end <= LINE_SLACK:
+        end = line_end
+    return start, end
 
 
 def words(text: str) -> list[str]:
