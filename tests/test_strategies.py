@@ -319,3 +319,22 @@ def test_tables_parse_pipe_tables_with_their_columns(log_box: Sandbox) -> None:
         assert ok(box.run("print(tables()[0]['V'])")) == "['', '2']\n"
         error = box.run("tables()[0]['x']").error or ""
         assert "no column 'x'; the columns are 'k', 'v'" in error
+
+
+def test_search_shows_whole_lines_of_a_long_piece() -> None:
+    """Only part of a long piece is shown; cut mid-line, a log line lost the value at its end
+    (`ask A to replicate B to datanode(s) C` without C), and the reader named another IP."""
+    rows = [
+        f"081111 0809{i:02d} 19 INFO dfs.DataNode: Receiving block blk_{i}{i * 7919} "
+        f"src: /10.250.{i}.240:40589 dest: /10.250.{i}.240:50010 size 67108864"
+        for i in range(10)
+    ]
+    rows[5] = (
+        "081111 080934 19 INFO dfs.FSNamesystem: BLOCK* ask 10.250.14.38:50010 to replicate "
+        "blk_-7571492020523929240 to datanode(s) 10.251.122.38:50010"
+    )
+    log = "\n".join(rows)
+    shown = str(search("which datanode receives the replicate instruction", log, k=1))
+    body = shown.split("\n", 1)[1].removeprefix("... ").removesuffix(" ...")
+    assert "to datanode(s) 10.251.122.38:50010" in body
+    assert all(line in rows for line in body.split("\n"))  # each shown line is whole
