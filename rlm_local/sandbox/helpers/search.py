@@ -81,8 +81,8 @@ print(hits)
 
 class Hits(Sections):
     """search's result: the pieces, best first; printed with where each is (in Python, the defs
-    and classes it sits in) and the part of its text where the query's words are densest (a
-    piece can be longer than what is shown)."""
+    and classes it sits in) and the whole lines of its text where the query's words are densest
+    (a piece can be longer than what is shown)."""
 
     query: str = ""
     stems: tuple[str, ...] = ()  # stems of the query words the input never writes
