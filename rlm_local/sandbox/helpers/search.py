@@ -23,6 +23,8 @@ from rlm_local.sandbox.helpers.sections import Section, Sections
 
 PIECE_LINES = 12  # a piece is a window of lines (overlapping by half), cut at MAX_PIECE_CHARS
 MAX_PIECE_CHARS = 1200
+SHOWN_CHARS = 600  # of a longer piece, the part where the query's words are densest is shown
+LINE_SLACK = 240  # chars a shown window may grow by at each end to keep its lines whole
 K1, B = 1.2, 0.75
 _TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)*")
 _STOP = frozenset(
@@ -141,7 +143,7 @@ def _defaults(piece: str) -> str:
     return "\n" + "\n".join(notes) if notes else ""
 
 
-def _shown(piece: str, query: str, stems: tuple[str, ...] = (), limit: int = 600) -> str:
+def _shown(piece: str, query: str, stems: tuple[str, ...] = (), limit: int = SHOWN_CHARS) -> str:
     if len(piece) <= limit:
         return piece
     terms = {t for t in words(query) if t not in _STOP} | set(stems)
@@ -155,9 +157,6 @@ def _shown(piece: str, query: str, stems: tuple[str, ...] = (), limit: int = 600
             best, best_terms = start, found
     start, end = _whole_lines(piece, best, best + limit)
     return ("... " if start else "") + piece[start:end] + (" ..." if end < len(piece) else "")
-
-
-LINE_SLACK = 240  # chars a shown window may grow by at each end to keep its lines whole
 
 
 def _whole_lines(piece: str, start: int, end: int) -> tuple[int, int]:
