@@ -25,6 +25,7 @@ from rlm_local.config import load_settings
 from rlm_local.engine import prompts
 from rlm_local.models import ModelStore, ResolvedModel
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.contract import Sampling
 
 GENERATED_TOKENS = 64
 WRAPPER, DIRECT = "rlm-local LocalModel", "llama-cpp-python"
@@ -50,7 +51,7 @@ def _through_wrapper(model: LocalModel, messages: list[dict[str, str]]) -> dict[
     llama = model._llama
     _reset_counters(llama)
     started = time.perf_counter()
-    reply = model.chat(messages, max_tokens=GENERATED_TOKENS)
+    reply = model.chat(messages, Sampling(max_tokens=GENERATED_TOKENS))
     wall = time.perf_counter() - started
     return {"wall_s": wall, **_counters(llama), "reported_prompt_s": reply.prompt_eval_seconds}
 
@@ -90,7 +91,8 @@ def measure_backend(model: ResolvedModel, repetitions: int, threads: int) -> lis
     from llama_cpp import Llama
 
     wrapper = LocalModel(model, BackendOptions(n_threads=threads))
-    wrapper.chat(story_turn(999), max_tokens=1)  # loads, and warms both code paths' caches
+    # Loads, and warms both code paths' caches:
+    wrapper.chat(story_turn(999), Sampling(max_tokens=1))
     direct = Llama(
         model_path=str(model.path),
         n_ctx=wrapper.n_ctx,
@@ -143,11 +145,12 @@ from pathlib import Path
 from benchmarks.backend import first_root_turn
 from rlm_local.api import RLM
 from rlm_local.config import load_settings
+from rlm_local.models.contract import Sampling
 home, use_prefixes = Path(sys.argv[1]), sys.argv[2] == "on"
 settings = load_settings(home=home, use_cache=False, use_prefix_cache=use_prefixes)
 imported = time.perf_counter()
 root = RLM(settings).root
-reply = root.chat(first_root_turn(), max_tokens=1)
+reply = root.chat(first_root_turn(), Sampling(max_tokens=1))
 done = time.perf_counter()
 print(json.dumps({
     "imports_s": imported - started,

@@ -15,8 +15,9 @@ from typing import Any
 
 from benchmarks.machine import machine_name
 from benchmarks.tasks import LABELS, oolong_records, oolong_task, score
-from rlm_local.cache import ChatModel, cached_chat
-from rlm_local.engine import labels as labeling
+from rlm_local.cache import cached_chat
+from rlm_local.engine import labels as labelling
+from rlm_local.models.contract import ChatModel, Sampling
 
 
 def instance(line: str) -> str:
@@ -28,7 +29,7 @@ def label_texts(
 ) -> tuple[dict[str, str | None], dict[str, int]]:
     """classify's calls (its batches, grammar and vote), made directly: text -> label, and the
     tokens they cost."""
-    request = labeling.check_request(texts, list(LABELS), None)
+    request = labelling.check_request(texts, list(LABELS), None)
     usage: Counter[str] = Counter()
 
     def label_groups(groups: list[list[str]]) -> list[list[str | None]]:
@@ -37,17 +38,19 @@ def label_texts(
             call = cached_chat(
                 model,
                 None,
-                labeling.messages(group, request),
-                max_tokens=labeling.max_tokens(len(group), request.labels),
-                grammar=labeling.grammar(len(group), request.labels),
+                labelling.messages(group, request),
+                Sampling(
+                    max_tokens=labelling.max_tokens(len(group), request.labels),
+                    grammar=labelling.grammar(len(group), request.labels),
+                ),
             )
             usage["calls"] += 1
             usage["prompt_tokens"] += call.completion.prompt_tokens
             usage["completion_tokens"] += call.completion.completion_tokens
-            found.append(labeling.parse(call.completion.text, len(group), LABELS))
+            found.append(labelling.parse(call.completion.text, len(group), LABELS))
         return found
 
-    return labeling.vote(request.distinct, label_groups, voting), dict(usage)
+    return labelling.vote(request.distinct, label_groups, voting), dict(usage)
 
 
 def measure(
@@ -87,7 +90,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         "# labels",
         "",
         "How often `classify` (its prompt, batches of "
-        f"{labeling.ITEMS_PER_CALL} and grammar) gives the true label to the different "
+        f"{labelling.ITEMS_PER_CALL} and grammar) gives the true label to the different "
         "OOLONG-style instances, and the mean OOLONG-style score that perfect code reaches with "
         "those labels (the ceiling of an RLM with this labeller). Machine and commit per row.",
         "",

@@ -14,6 +14,7 @@ from rlm_local.api import RLM
 from rlm_local.cache import CachedCompletion, cached_chat
 from rlm_local.engine import RunOptions
 from rlm_local.engine.prompts import direct_messages, sub_messages
+from rlm_local.models.contract import Sampling
 
 CHUNK_CHARS = 6000
 COMBINE_SYSTEM = "Combine partial answers into one final answer. Be brief."
@@ -33,6 +34,7 @@ class MethodResult:
     details: list[str] = field(default_factory=list)  # kept in the raw rows only
     trace_path: str | None = None
     timing: dict[str, float] | None = None  # the engine's split of an rlm run's seconds
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # the answer's passages
 
     def count(self, call: CachedCompletion) -> None:
         if call.cached:
@@ -65,6 +67,7 @@ def run_rlm(rlm: RLM, question: str, context: str | dict[str, str], **_: Any) ->
         cache_misses=s.cache_misses,
         trace_path=result.trace_path,
         timing=result.timing.to_dict(),
+        evidence=[item.to_dict() for item in result.evidence],
     )
 
 
@@ -84,7 +87,7 @@ def run_direct(rlm: RLM, question: str, context: str | dict[str, str], **_: Any)
             tokens = root.count_tokens(text[:keep])
         out.notes.append(f"truncated to {keep:,} of {len(text):,} characters ({room} tokens)")
         text = text[:keep]
-    call = cached_chat(root, rlm.cache, direct_messages(question, text), max_tokens=max_tokens)
+    call = cached_chat(root, rlm.cache, direct_messages(question, text), Sampling(max_tokens))
     out.count(call)
     out.turns = 1
     out.answer = call.completion.text.strip()
@@ -103,7 +106,7 @@ def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any
         # No "reply NONE if irrelevant" option: measured here, the 0.5B model then answers NONE
         # even for the chunk that holds the answer. The combining call sorts the answers out.
         prompt = f"{piece}\n\nQuestion: {question}\nAnswer briefly from this text."
-        call = cached_chat(rlm.sub, rlm.cache, sub_messages(prompt), max_tokens=128)
+        call = cached_chat(rlm.sub, rlm.cache, sub_messages(prompt), Sampling(max_tokens=128))
         out.count(call)
         out.sub_calls += 1
         notes.append(f"- part {len(notes) + 1}: {call.completion.text.strip()}")
@@ -112,7 +115,7 @@ def run_chunked(rlm: RLM, question: str, context: str | dict[str, str], **_: Any
     combine_prompt, kept = _combine_messages(rlm.root, question, notes, max_tokens)
     if kept < len(notes):
         out.notes.append(f"combined the first {kept} of {len(notes)} partial answers (root window)")
-    call = cached_chat(rlm.root, rlm.cache, combine_prompt, max_tokens=max_tokens)
+    call = cached_chat(rlm.root, rlm.cache, combine_prompt, Sampling(max_tokens))
     out.count(call)
     out.turns = 1
     out.answer = call.completion.text.strip()

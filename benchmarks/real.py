@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -65,6 +66,25 @@ class RealSuite:
             raise SuiteError(
                 f"score.py cannot score task {task.id} ({type(exc).__name__}: {exc})."
             ) from exc
+
+
+def evidence_holds(suite: RealSuite, task: RealTask, evidence: list[dict[str, Any]]) -> float:
+    """How much of the gold answer the evidence's texts and paths hold, folded as score.py folds:
+    a list answer by the share of its items, a number as a whole number, text as a substring."""
+    fold = getattr(suite.scorer, "fold", str.lower)
+    blob = fold("\n".join(f"{item.get('path', '')}\n{item.get('text', '')}" for item in evidence))
+    gold = task.record["answer"]
+    golds = gold if isinstance(gold, list) else [gold, *(task.record.get("aliases") or [])]
+
+    def held(value: object) -> bool:
+        wanted = fold(str(value))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return re.search(rf"(?<![\d.]){re.escape(wanted)}(?![\d])", blob) is not None
+        return bool(wanted) and wanted in blob
+
+    if isinstance(gold, list):
+        return sum(map(held, golds)) / len(golds) if golds else 0.0
+    return float(any(map(held, golds)))
 
 
 def resolve_tasks_path(given: str | None) -> Path:
@@ -234,6 +254,7 @@ def run_one(
         "question": task.question,
         "expected": task.record["answer"],
         "score": suite.score(task, result.answer) if result else 0.0,
+        "evidence_holds": evidence_holds(suite, task, result.evidence) if result else 0.0,
         "error": error,
         "context_chars": _size(context),
         "tasks_file": str(suite.path),
@@ -338,6 +359,26 @@ def _cell(text: object) -> str:
     return flat if len(flat) <= ANSWER_CHARS else flat[: ANSWER_CHARS - 1] + "…"
 
 
+def _held(row: dict[str, Any]) -> str:
+    return f"{row['evidence_holds']:.2f}" if "evidence_holds" in row else "–"
+
+
+def _evidence_line(group: list[dict[str, Any]]) -> str:
+    """The evidence measure, for rows that recorded it: how much of the gold the evidence held,
+    on all tasks and on those answered right."""
+    measured = [r for r in group if "evidence_holds" in r]
+    if not measured:
+        return ""
+    right = [r["evidence_holds"] for r in measured if r["score"] >= 1]
+    computed = sum(1 for r in measured if (r.get("evidence") or [{}])[0].get("why") == "computed")
+    return (
+        f" Evidence holds the gold answer: {_mean(r['evidence_holds'] for r in measured):.2f} "
+        f"of {len(measured)} tasks, {_mean(right):.2f} of the {len(right)} answered right; "
+        f"{sum(1 for r in measured if not r.get('evidence'))} without evidence, {computed} "
+        "resting on the lines their code counted."
+    )
+
+
 def _group_section(key: tuple[str, ...], group: list[dict[str, Any]]) -> list[str]:
     method, commit, where, digest = key
     s = summarise(group)
@@ -349,7 +390,7 @@ def _group_section(key: tuple[str, ...], group: list[dict[str, Any]]) -> list[st
         f"task: median {s['median_s']:.1f}, max {s['max_s']:.1f}; mean turns "
         f"{_mean(r.get('turns', 0) for r in group):.1f}, sub-calls "
         f"{_mean(r.get('sub_calls', 0) for r in group):.1f}, tokens evaluated "
-        f"{_mean(r.get('prompt_tokens', 0) for r in group):,.0f}.",
+        f"{_mean(r.get('prompt_tokens', 0) for r in group):,.0f}.{_evidence_line(group)}",
         "",
         "| group | n | mean score |",
         "| --- | --- | --- |",
@@ -360,14 +401,14 @@ def _group_section(key: tuple[str, ...], group: list[dict[str, Any]]) -> list[st
         f"| **overall** | {len(group)} | **{s['overall']:.2f}** |",
         f"| mean of family means | {len(s['families'])} families | {s['macro']:.2f} |",
         "",
-        "| id | family | type | score | seconds | answer |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| id | family | type | score | evidence | seconds | answer |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in group:
         said = f"error: {row['error']}" if row.get("error") else row.get("answer")
         lines.append(
             f"| {row['id']} | {row['family']} | {row['task_type']} | {row['score']:.2f} "
-            f"| {row['seconds']:.1f} | {_cell('' if said is None else said)} |"
+            f"| {_held(row)} | {row['seconds']:.1f} | {_cell('' if said is None else said)} |"
         )
     return lines + [""]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rlm_local.cache import CallCache, ChatModel
+from rlm_local.cache import CallCache
 from rlm_local.config import Settings, load_settings
 from rlm_local.documents import Conversion
 from rlm_local.engine import Engine, RunOptions, RunResult
@@ -20,6 +20,7 @@ from rlm_local.engine.carryover import Carryover
 from rlm_local.errors import RunCancelled
 from rlm_local.models import ModelStore
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.contract import ChatModel
 from rlm_local.models.prefixes import PrefixStore
 from rlm_local.trace import TraceWriter, new_run_id
 
@@ -112,8 +113,12 @@ class RLM:
         documents: list[Conversion] | None = None,
         cancel: threading.Event | None = None,
         record: Mapping[str, Any] | None = None,
+        name: str = "-",
     ) -> RunResult:
         """Answer one question; the run's trace is written to runs/<id>.jsonl as it goes.
+
+        The result's `evidence` gives each passage's path: a dict context's keys, else `name`
+        (the file a str came from; `-` for standard input, the default).
 
         Setting `cancel` (from another thread) stops the run at its next step (turn, cell or
         sub-call) with RunCancelled; model calls made so far stay cached. `record` (e.g. the
@@ -122,7 +127,7 @@ class RLM:
         """
         if documents:
             record = {**(record or {}), "documents": [asdict(d) for d in documents]}
-        return self.run(question, context, on_event, options, cancel, record, Carryover())
+        return self.run(question, context, on_event, options, cancel, record, Carryover(), name)
 
     def run(
         self,
@@ -133,6 +138,7 @@ class RLM:
         cancel: threading.Event | None,
         record: Mapping[str, Any] | None,
         carryover: Carryover,
+        name: str = "-",
     ) -> RunResult:
         """`ask` with what a session carries over between questions (see rlm_local.session)."""
         # Resolve every model first: a missing model fails before any work.
@@ -148,7 +154,7 @@ class RLM:
         try:
             if cancel is not None and cancel.is_set():
                 raise RunCancelled("The run was cancelled before it started.")
-            result = engine.run(question, context, listeners)
+            result = engine.run(question, context, listeners, name)
         except RunCancelled:
             trace({"type": "cancelled"})
             raise
@@ -158,7 +164,7 @@ class RLM:
         result.trace_path = str(trace.path)
         return result
 
-    def session(self, context: str | dict[str, str]) -> Session:
+    def session(self, context: str | dict[str, str], name: str = "-") -> Session:
         """Follow-up questions on one input: one sandbox worker, earlier answers remembered.
 
         with rlm.session(text) as chat:
@@ -167,13 +173,12 @@ class RLM:
         """
         from rlm_local.session import Session
 
-        return Session(self, context)
+        return Session(self, context, name)
 
     def close(self) -> None:
-        for model in {id(m): m for m in (self._root, self._sub, self._labeller)}.values():
-            close = getattr(model, "close", None)
-            if close:
-                close()
+        models = (self._root, self._sub, self._labeller)  # the labeller may be one of the others
+        for model in {id(m): m for m in models if m is not None}.values():
+            model.close()
         if self._cache is not None:
             self._cache.close()
 

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import diskcache
 from diskcache.core import MODE_PICKLE, MODE_RAW
 
-from rlm_local.models.backend import Completion
+from rlm_local.models.contract import ChatModel, Completion, Sampling
 
 LOCK_STRIPES = 256  # lock files, chosen by key prefix: bounded in number, never unlinked
 HITS_KEY = "stats:hits"
@@ -64,12 +64,6 @@ class CacheStats:
     size_bytes: int
     hits: int  # since the cache was created
     misses: int
-
-
-class ChatModel(Protocol):
-    identity: str
-
-    def chat(self, messages: list[dict[str, str]], **params: Any) -> Completion: ...
 
 
 @dataclass(frozen=True)
@@ -190,34 +184,15 @@ class CallCache:
 
 
 def cached_chat(
-    model: ChatModel,
-    cache: CallCache | None,
-    messages: list[dict[str, str]],
-    *,
-    max_tokens: int,
-    temperature: float = 0.0,
-    stop: list[str] | None = None,
-    grammar: str | None = None,
-    seed: int | None = None,
-    assistant_prefix: str = "",
+    model: ChatModel, cache: CallCache | None, messages: list[dict[str, str]], sampling: Sampling
 ) -> CachedCompletion:
     """The one way the engine calls a model: through the cache when the output is deterministic."""
-    params = {
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "stop": stop or [],
-        "grammar": grammar,
-        "seed": seed,
-    }
-    if assistant_prefix:  # only when set, so keys of plain chats do not change
-        params["assistant_prefix"] = assistant_prefix
-    key = call_key(model.identity, messages, params)
-    cacheable = temperature == 0 or seed is not None
+    key = call_key(model.identity, messages, sampling.params())
 
     def compute() -> dict[str, Any]:
-        return asdict(model.chat(messages, **params))
+        return asdict(model.chat(messages, sampling))
 
-    if cache is None or not cacheable:
-        return CachedCompletion(Completion(**compute()), False, cacheable, key)
+    if cache is None or not sampling.deterministic:
+        return CachedCompletion(Completion(**compute()), False, sampling.deterministic, key)
     value, hit = cache.get_or_compute(key, model.identity, compute)
     return CachedCompletion(Completion(**value), hit, True, key)

@@ -291,20 +291,7 @@ def _model_finding(
             blocks_ask=role,
         )
     if full:
-        try:
-            status = store.verify(name, progress or (lambda *_: None))
-        except ModelCorruptError:
-            return Finding(
-                "model",
-                label,
-                fail,
-                "corrupt: its sha256 does not match models.toml",
-                f"Fetch it again: `rlm-local models pull --force {name}`.",
-                blocks_ask=role,
-            )
-        except RlmLocalError as exc:  # e.g. removed while we looked
-            return Finding("model", label, fail, str(exc).rstrip("."), None, blocks_ask=role)
-        return Finding("model", label, "ok", f"{size}, sha256 re-checked in full")
+        return _rehashed_finding(store, name, label, size, role, progress)
     if status.verified:
         return Finding("model", label, "ok", f"{size}, verified ({status.origin or 'unknown'})")
     if status.origin is None:  # present, never verified (copied in by hand)
@@ -334,6 +321,27 @@ def _model_finding(
         f"`rlm-local models pull --force {name}`.",
         blocks_ask=role,
     )
+
+
+def _rehashed_finding(
+    store: ModelStore, name: str, label: str, size: str, role: bool, progress: Progress | None
+) -> Finding:
+    """doctor --full: the present model hashed in full against models.toml."""
+    fail: Level = "fail" if role else "warn"
+    try:
+        store.verify(name, progress or (lambda *_: None))
+    except ModelCorruptError:
+        return Finding(
+            "model",
+            label,
+            fail,
+            "corrupt: its sha256 does not match models.toml",
+            f"Fetch it again: `rlm-local models pull --force {name}`.",
+            blocks_ask=role,
+        )
+    except RlmLocalError as exc:  # e.g. removed while we looked
+        return Finding("model", label, fail, str(exc).rstrip("."), None, blocks_ask=role)
+    return Finding("model", label, "ok", f"{size}, sha256 re-checked in full")
 
 
 def _path_model_finding(role: str, value: str) -> Finding:

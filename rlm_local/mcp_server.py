@@ -196,6 +196,7 @@ class AskResult(TypedDict):
     sub_calls: int
     cache_hits: int
     notices: list[str]
+    evidence: list[dict[str, Any]]  # the input's lines the answer rests on (path, lines, text)
 
 
 def _ask_result(result: RunResult, notices: list[str]) -> AskResult:
@@ -210,6 +211,7 @@ def _ask_result(result: RunResult, notices: list[str]) -> AskResult:
         sub_calls=s.sub_calls,
         cache_hits=s.cache_hits,
         notices=notices,
+        evidence=[item.to_dict() for item in result.evidence],
     )
 
 
@@ -258,8 +260,7 @@ def show(trace: Path) -> dict[str, Any]:
 
 def build_server(rlm: RLM, settings: McpSettings) -> MCPServer:
     """The MCP server's tools over one RLM (its models load on the first question)."""
-    roots = settings.roots
-    where = ", ".join(map(str, roots))
+    where = ", ".join(map(str, settings.roots))
     server = MCPServer(
         "rlm-local",
         instructions=(
@@ -268,6 +269,15 @@ def build_server(rlm: RLM, settings: McpSettings) -> MCPServer:
         ),
         log_level="WARNING",
     )
+    _add_ask(server, rlm, settings)
+    _add_run_tools(server, rlm, settings.roots)
+    return server
+
+
+def _add_ask(server: MCPServer, rlm: RLM, settings: McpSettings) -> None:
+    """The ask tool: one question at a time, with progress, stopped when the client cancels."""
+    roots = settings.roots
+    where = ", ".join(map(str, roots))
     one_at_a_time = anyio.Lock()  # one llama.cpp model serves one call at a time
 
     @server.tool()
@@ -314,6 +324,7 @@ def build_server(rlm: RLM, settings: McpSettings) -> MCPServer:
                 options=options,
                 cancel=cancel,
                 record=record,
+                name=loaded.name,
             )
             return _ask_result(result, loaded.notices)
 
@@ -324,6 +335,10 @@ def build_server(rlm: RLM, settings: McpSettings) -> MCPServer:
                 raise ToolError(str(exc)) from None
             except RunCancelled:  # cancelled by the client: it is not waiting for this answer
                 raise ToolError("The run was cancelled.") from None
+
+
+def _add_run_tools(server: MCPServer, rlm: RLM, roots: tuple[Path, ...]) -> None:
+    """list_runs and show_run, over the runs this client may see (`visible`)."""
 
     @server.tool(name="list_runs")
     def recent_runs(
@@ -352,8 +367,6 @@ def build_server(rlm: RLM, settings: McpSettings) -> MCPServer:
             return show(trace)
         except RlmLocalError as exc:
             raise ToolError(str(exc)) from None
-
-    return server
 
 
 def serve(rlm: RLM, settings: McpSettings) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_local.errors import RlmLocalError
+from rlm_local.evidence_view import EVIDENCE_WHY, evidence_where
 from rlm_local.trace import Cell, NestedRun, RunRecord, SubCall, Turn, describe_timing, load_run
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -225,6 +226,23 @@ class _Page:
             f'<div class="body" id="{self._id(id_base)}">{"".join(parts)}</div></details>'
         )
 
+    def evidence(self) -> str:
+        """The input's lines the answer rests on, each linked to the turn whose output held it."""
+        if not self.run.evidence:
+            return '<p class="empty">No passage of the input was linked to the answer.</p>'
+        items = []
+        for item in self.run.evidence:
+            turn = item.get("turn")
+            link = (
+                f' · <a href="#turn-{turn}">{"first step" if turn == 0 else f"turn {turn}"}</a>'
+                if isinstance(turn, int) and not item.get("depth")
+                else ""
+            )
+            why = EVIDENCE_WHY.get(str(item.get("why")), "")
+            head = f"{_e(evidence_where(item))} · {_e(why)}{link}"
+            items.append(f'<div class="evidence"><p>{head}</p>{_pre(item["text"])}</div>')
+        return "<h3>Evidence</h3>" + "".join(items)
+
     def stats(self) -> str:
         run, s = self.run, self.run.stats
         rows = [
@@ -297,6 +315,7 @@ class _Page:
 <section class="answer{"" if answered else " none"}">
 <h2>Answer</h2>
 <pre id="answer">{_e(answer_text)}</pre>
+{self.evidence()}
 </section>
 <section>
 <h2>Run</h2>

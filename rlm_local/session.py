@@ -53,9 +53,10 @@ def earlier_block(history: list[Exchange]) -> str:
 class Session:
     """Questions in a row on one context; close it (or use `with`) to stop its worker."""
 
-    def __init__(self, rlm: RLM, context: str | dict[str, str]) -> None:
+    def __init__(self, rlm: RLM, context: str | dict[str, str], name: str = "-") -> None:
         self.rlm = rlm
         self.context = context
+        self.name = name  # the path evidence gives a single text
         self.history: list[Exchange] = []
         self._sandbox: Sandbox | None = None
         self._names: frozenset[str] = frozenset()
@@ -72,7 +73,9 @@ class Session:
     ) -> RunResult:
         """One question; a cancelled or failed one is not remembered as an earlier answer."""
         carryover = Carryover(earlier=earlier_block(self.history), open_sandbox=self._lend)
-        result = self.rlm.run(question, self.context, on_event, options, cancel, record, carryover)
+        result = self.rlm.run(
+            question, self.context, on_event, options, cancel, record, carryover, self.name
+        )
         self.history.append(Exchange(question, result.answer))
         return result
 

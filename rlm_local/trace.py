@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlm_local.errors import RlmLocalError
+from rlm_local.evidence_view import read_evidence
 
 TAIL_BYTES = 256 * 1024  # where `summarize` looks for the run_end line before reading it all
 # run_end's "timing" (and each model's in "timing_by_model"): the fields of engine.timing.RunTiming
@@ -335,6 +336,7 @@ class RunRecord:
     fell_back: bool = False  # the code turns found no answer: the reader's copied one stands
     # A sent-back answer said again, and what a fresh reading of the printed output copied.
     rereads: list[tuple[str, str | None]] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # run_end's, checked in shape
 
 
 def _new_cell(event: dict[str, Any] | None = None) -> Cell:
@@ -542,6 +544,7 @@ def load_run(path: Path) -> RunRecord:
             for e in events
             if e.get("type") == "reread" and not e.get("depth")
         ],
+        evidence=read_evidence((end or {}).get("evidence")),
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rlm_local.cache import CallCache, cached_chat
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.contract import Completion, Sampling
 from rlm_local.models.store import ResolvedModel
 
 
@@ -16,10 +17,10 @@ class CountingModel(LocalModel):
 
     log: Path
 
-    def chat(self, messages, **params):  # type: ignore[no-untyped-def]
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Completion:
         with self.log.open("a") as fh:
             fh.write(messages[-1]["content"] + "\n")
-        return super().chat(messages, **params)
+        return super().chat(messages, sampling)
 
 
 def main() -> None:
@@ -31,7 +32,8 @@ def main() -> None:
     model.log = Path(log)
     cache = CallCache(Path(cache_dir))
     for prompt in prompts:
-        result = cached_chat(model, cache, [{"role": "user", "content": prompt}], max_tokens=8)
+        messages = [{"role": "user", "content": prompt}]
+        result = cached_chat(model, cache, messages, Sampling(max_tokens=8))
         print(json.dumps({"prompt": prompt, "cached": result.cached}), flush=True)
     print(json.dumps({"loaded": model.loaded}), flush=True)
 

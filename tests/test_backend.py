@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from rlm_local.errors import ContextOverflowError
 from rlm_local.models import ResolvedModel
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.contract import Sampling
 from rlm_local.models.prefixes import PrefixStore
 
 MESSAGES = [
@@ -20,8 +22,8 @@ MESSAGES = [
 
 
 def test_greedy_output_is_deterministic_and_usage_is_counted(sub_model: LocalModel) -> None:
-    first = sub_model.chat(MESSAGES, max_tokens=16)
-    second = sub_model.chat(MESSAGES, max_tokens=16)
+    first = sub_model.chat(MESSAGES, Sampling(max_tokens=16))
+    second = sub_model.chat(MESSAGES, Sampling(max_tokens=16))
     assert first.text == second.text
     assert "paris" in first.text.lower()
     rendered = sub_model._formatter(messages=MESSAGES).prompt
@@ -34,7 +36,8 @@ def test_greedy_output_is_deterministic_and_usage_is_counted(sub_model: LocalMod
 
 def test_max_tokens_bounds_the_answer(sub_model: LocalModel) -> None:
     long = sub_model.chat(
-        [{"role": "user", "content": "Write a long story about a lighthouse."}], max_tokens=7
+        [{"role": "user", "content": "Write a long story about a lighthouse."}],
+        Sampling(max_tokens=7),
     )
     assert long.completion_tokens == 7
     assert long.finish_reason == "length"
@@ -43,9 +46,7 @@ def test_max_tokens_bounds_the_answer(sub_model: LocalModel) -> None:
 def test_assistant_prefix_starts_the_reply(sub_model: LocalModel) -> None:
     reply = sub_model.chat(
         [{"role": "user", "content": "Print the numbers 1 to 3 in Python."}],
-        max_tokens=48,
-        assistant_prefix="```python\n",
-        stop=["```"],
+        Sampling(max_tokens=48, assistant_prefix="```python\n", stop=("```",)),
     )
     assert "print" in reply.text
     assert "```" not in reply.text  # stopped at the closing fence, prefix not repeated
@@ -57,10 +58,10 @@ def test_over_long_prompt_raises_a_clear_error(sub_model_file: ResolvedModel) ->
     try:
         text = "lighthouse keeper " * 400
         with pytest.raises(ContextOverflowError, match="split the input") as info:
-            small.chat([{"role": "user", "content": text}], max_tokens=32)
+            small.chat([{"role": "user", "content": text}], Sampling(max_tokens=32))
         assert info.value.prompt_tokens > 480
         assert info.value.limit == 480
-        ok = small.chat([{"role": "user", "content": "Say hi."}], max_tokens=4)
+        ok = small.chat([{"role": "user", "content": "Say hi."}], Sampling(max_tokens=4))
         assert ok.completion_tokens > 0  # the model is still usable after the refusal
     finally:
         small.close()
@@ -74,10 +75,12 @@ def test_the_root_grammar_ends_a_turn_on_a_line_that_prints_or_answers(
     from rlm_local.engine import prompts
 
     messages = [{"role": "user", "content": "Set total to the sum of [3, 1, 2]. Code only."}]
-    params = dict(max_tokens=64, assistant_prefix=prompts.CODE_PREFIX, stop=[prompts.CODE_STOP])
+    free_sampling = Sampling(
+        max_tokens=64, assistant_prefix=prompts.CODE_PREFIX, stop=(prompts.CODE_STOP,)
+    )
     answers = ("print(", "FINAL(", "FINAL_VAR(")
-    free = root_model.chat(messages, **params)
-    held = root_model.chat(messages, grammar=prompts.ROOT_GRAMMAR, **params)
+    free = root_model.chat(messages, free_sampling)
+    held = root_model.chat(messages, replace(free_sampling, grammar=prompts.ROOT_GRAMMAR))
     assert not free.text.strip().splitlines()[-1].startswith(answers), free.text
     assert held.text.strip().splitlines()[-1].strip().startswith(answers), held.text
     compile(held.text, "<reply>", "exec")
@@ -94,6 +97,7 @@ def _first_root_turn() -> list[dict[str, str]]:
     ]
 
 
+@pytest.mark.models  # its model fixture is asked for by name: not marked by conftest
 @pytest.mark.parametrize("model_file", ["sub_model_file", "root_model_file"])
 def test_a_restored_prompt_prefix_answers_exactly_as_a_fresh_evaluation(
     model_file: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -104,13 +108,15 @@ def test_a_restored_prompt_prefix_answers_exactly_as_a_fresh_evaluation(
 
     resolved: ResolvedModel = request.getfixturevalue(model_file)
     messages = _first_root_turn()
-    params = dict(max_tokens=48, assistant_prefix=prompts.CODE_PREFIX, stop=[prompts.CODE_STOP])
+    sampling = Sampling(
+        max_tokens=48, assistant_prefix=prompts.CODE_PREFIX, stop=(prompts.CODE_STOP,)
+    )
     store = PrefixStore(tmp_path / "prefixes")
     replies = []
     for prefixes in (None, store, store):
         model = LocalModel(resolved, BackendOptions(n_threads=2), prefixes)
         try:
-            replies.append(model.chat(messages, **params))
+            replies.append(model.chat(messages, sampling))
         finally:
             model.close()
     fresh, storing, restoring = replies
@@ -136,8 +142,8 @@ def test_a_model_switching_system_prompts_restores_each_from_disk(
     reading = [{"role": "system", "content": READ_SYSTEM + "\n" + "Be brief. " * 20}, root_turn[1]]
     model = LocalModel(sub_model_file, BackendOptions(n_threads=2), store)
     try:
-        first = [model.chat(m, max_tokens=8) for m in (reading, root_turn)]
-        again = [model.chat(m, max_tokens=8) for m in (reading, root_turn)]
+        first = [model.chat(m, Sampling(max_tokens=8)) for m in (reading, root_turn)]
+        again = [model.chat(m, Sampling(max_tokens=8)) for m in (reading, root_turn)]
     finally:
         model.close()
     assert [c.restored_tokens for c in first] == [0, 0]
@@ -155,7 +161,7 @@ def test_a_damaged_or_foreign_state_is_dropped_and_the_prefix_evaluated_again(
     messages = _first_root_turn()
     model = LocalModel(sub_model_file, BackendOptions(n_threads=2), store)
     try:
-        expected = model.chat(messages, max_tokens=16).text
+        expected = model.chat(messages, Sampling(max_tokens=16)).text
     finally:
         model.close()
     (state_path,) = tmp_path.glob("*.state")
@@ -163,7 +169,7 @@ def test_a_damaged_or_foreign_state_is_dropped_and_the_prefix_evaluated_again(
     short_turn = [{"role": "system", "content": "Be brief. " * 20}, messages[1]]
     model = LocalModel(sub_model_file, BackendOptions(n_threads=2), PrefixStore(tmp_path / "o"))
     try:
-        model.chat(short_turn, max_tokens=1)
+        model.chat(short_turn, Sampling(max_tokens=1))
     finally:
         model.close()
     (other_state,) = (tmp_path / "o").glob("*.state")
@@ -171,7 +177,7 @@ def test_a_damaged_or_foreign_state_is_dropped_and_the_prefix_evaluated_again(
         _replace_state(state_path, bad)
         model = LocalModel(sub_model_file, BackendOptions(n_threads=2), store)
         try:
-            reply = model.chat(messages, max_tokens=16)
+            reply = model.chat(messages, Sampling(max_tokens=16))
         finally:
             model.close()
         assert reply.restored_tokens == 0

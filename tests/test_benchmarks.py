@@ -10,7 +10,7 @@ import pytest
 from benchmarks.runner import main
 from benchmarks.tasks import SUITES, Task, make_tasks, score
 from rlm_local.api import RLM
-from rlm_local.engine import labels as labeling
+from rlm_local.engine import labels as labelling
 from rlm_local.trace import TIMING_KEYS
 
 
@@ -77,7 +77,7 @@ def test_label_accuracy_smoke(tmp_path: Path, tmp_home: Path) -> None:
     main(["labels", "--scripted", "--size", "2k", "--n", "2", "--out", str(out), "--no-vote"])
     main(["labels", "--scripted", "--size", "2k", "--n", "2", "--out", str(out)])
     one_pass, row = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
-    per_call = labeling.ITEMS_PER_CALL
+    per_call = labelling.ITEMS_PER_CALL
     batches = -(-row["instances"] // per_call)
     assert row["instances"] > per_call and one_pass["calls"] == batches
     # the vote's second pass; no third, since NONE everywhere is no disagreement

@@ -297,7 +297,7 @@ def test_table_never_averages_commits_and_counts_a_rerun_task_once(tmp_path: Pat
     assert "## rlm · abc · AMD EPYC, AVX2, 2 cores" in table
     assert "## rlm · def · AMD EPYC, AVX2, 2 cores" in table
     assert "median 20.0, max 40.0" in table
-    assert "| b | code | aggregate | 1.00 | 40.0 | \\| a pipe and a line yyy" in table
+    assert "| b | code | aggregate | 1.00 | – | 40.0 | \\| a pipe and a line yyy" in table
     assert "y" * 80 not in table  # answers are cut to 80 characters
 
 
@@ -414,3 +414,23 @@ def test_real_suite_options_are_refused_for_a_generated_suite(tmp_path: Path) ->
     with pytest.raises(SystemExit) as failed:
         main(["run", "--suite", "niah", "--family", "logs", "--scripted", "--out", str(tmp_path)])
     assert "apply to --suite real" in str(failed.value.code)
+
+
+def test_evidence_holds_measures_the_gold_in_the_evidence_texts_and_paths(tmp_path: Path) -> None:
+    suite = real.load_suite(str(write_suite(tmp_path)))
+    needle, count = suite.tasks  # "4417263" (contains), 3 (numeric)
+    line = {"path": "app.log", "text": "ERROR failure; session 4417263 opened"}
+    assert real.evidence_holds(suite, needle, [line]) == 1.0
+    assert real.evidence_holds(suite, needle, [{"path": "app.log", "text": "session 441726"}]) == 0
+    assert real.evidence_holds(suite, needle, []) == 0.0
+    assert real.evidence_holds(suite, count, [{"path": "a.py", "text": "retries = 3"}]) == 1.0
+    assert real.evidence_holds(suite, count, [{"path": "a.py", "text": "retries = 31"}]) == 0.0
+    rows = [_row(evidence_holds=1.0, evidence=[line]), _row(id="b", evidence_holds=0.0)]
+    raw = tmp_path / "real.jsonl"
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = real.render_table(raw, "real")
+    assert "Evidence holds the gold answer: 0.50 of 2 tasks" in table
+    assert (
+        "| a | logs | needle | 1.00 | 1.00 |" in table
+        and "| b | logs | needle | 1.00 | 0.00 |" in table
+    )

@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rlm_local.cache import CallCache, cached_chat, call_key
 from rlm_local.models import ResolvedModel
 from rlm_local.models.backend import BackendOptions, LocalModel
+from rlm_local.models.contract import Completion, Sampling
 
 WORKER = Path(__file__).with_name("cache_worker.py")
 MESSAGES = [{"role": "user", "content": "Name one colour."}]
@@ -23,11 +26,11 @@ def test_second_identical_call_is_a_hit_without_loading_the_model(
     tmp_path: Path, sub_model: LocalModel, sub_model_file: ResolvedModel
 ) -> None:
     cache = CallCache(tmp_path / "cache")
-    first = cached_chat(sub_model, cache, MESSAGES, max_tokens=8)
+    first = cached_chat(sub_model, cache, MESSAGES, Sampling(max_tokens=8))
     assert not first.cached and first.cacheable
 
     fresh = LocalModel(sub_model_file, BackendOptions(n_threads=2))  # never loaded
-    second = cached_chat(fresh, cache, MESSAGES, max_tokens=8)
+    second = cached_chat(fresh, cache, MESSAGES, Sampling(max_tokens=8))
     assert second.cached
     assert second.completion.text == first.completion.text
     assert not fresh.loaded
@@ -39,27 +42,84 @@ def test_second_identical_call_is_a_hit_without_loading_the_model(
 
 def test_any_change_is_a_miss(tmp_path: Path, sub_model: LocalModel) -> None:
     cache = CallCache(tmp_path / "cache")
-    cached_chat(sub_model, cache, MESSAGES, max_tokens=8)
+    cached_chat(sub_model, cache, MESSAGES, Sampling(max_tokens=8))
     base = call_key(sub_model.identity, MESSAGES, {"max_tokens": 8})
     assert base != call_key("0" * 64, MESSAGES, {"max_tokens": 8})  # another model file
     variants = [
-        dict(messages=[{"role": "user", "content": "Name one colour!"}], max_tokens=8),
-        dict(messages=MESSAGES, max_tokens=9),
-        dict(messages=MESSAGES, max_tokens=8, stop=["\n"]),
-        dict(messages=MESSAGES, max_tokens=8, temperature=0.5, seed=1),
-        dict(messages=MESSAGES, max_tokens=8, grammar='root ::= "red" | "blue"'),
+        ([{"role": "user", "content": "Name one colour!"}], Sampling(max_tokens=8)),
+        (MESSAGES, Sampling(max_tokens=9)),
+        (MESSAGES, Sampling(max_tokens=8, stop=("\n",))),
+        (MESSAGES, Sampling(max_tokens=8, temperature=0.5, seed=1)),
+        (MESSAGES, Sampling(max_tokens=8, grammar='root ::= "red" | "blue"')),
     ]
-    for variant in variants:
-        messages = variant.pop("messages")
-        assert not cached_chat(sub_model, cache, messages, **variant).cached, variant
+    for messages, sampling in variants:
+        assert not cached_chat(sub_model, cache, messages, sampling).cached, sampling
     assert cache.stats().entries == 1 + len(variants)
 
 
 def test_random_sampling_without_seed_is_not_cached(tmp_path: Path, sub_model: LocalModel) -> None:
     cache = CallCache(tmp_path / "cache")
-    result = cached_chat(sub_model, cache, MESSAGES, max_tokens=4, temperature=0.8)
+    result = cached_chat(sub_model, cache, MESSAGES, Sampling(max_tokens=4, temperature=0.8))
     assert not result.cacheable and not result.cached
     assert cache.stats().entries == 0
+
+
+KEYED_MESSAGES = [
+    {"role": "system", "content": "Réponds."},
+    {"role": "user", "content": "Name one colour."},
+]
+
+
+class _Recording:
+    """Just enough of a model for cached_chat: what it was called with, and a fixed reply."""
+
+    identity = "e" * 64
+
+    def __init__(self) -> None:
+        self.samplings: list[Sampling] = []
+
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Completion:
+        self.samplings.append(sampling)
+        return Completion("x", 1, 1, 0.0, "stop")
+
+
+@pytest.mark.parametrize(
+    ("sampling", "key", "cacheable"),
+    [
+        (
+            Sampling(max_tokens=8),
+            "1b7f411d7866d1d0892d30946fe944649de903e8a0f6c962bf07b079447b276e",
+            True,
+        ),
+        (
+            Sampling(
+                max_tokens=64,
+                temperature=0.7,
+                stop=("```",),
+                grammar='root ::= "a"',
+                seed=3,
+                assistant_prefix="```python\n",
+            ),
+            "62aac26ef344ff508df53c2af5094caa7ebffdb6326efcf66a5031283127f659",
+            True,
+        ),
+        (
+            Sampling(max_tokens=4, temperature=0.8, stop=("\n", "END")),
+            "687e45a20170709bc69be800b29287ff1ab3fec1236a5e3bceef45b863029ae2",
+            False,
+        ),
+    ],
+)
+def test_keys_are_those_of_the_keyword_era(sampling: Sampling, key: str, cacheable: bool) -> None:
+    """The hex strings were computed by cached_chat before Sampling existed, when it took the
+    sampling as keywords: a cache filled then must still hit (an empty assistant_prefix is left
+    out of the key, a list of stops is keyed like the tuple)."""
+    model = _Recording()
+    result = cached_chat(model, None, KEYED_MESSAGES, sampling)
+    assert (result.key, result.cacheable) == (key, cacheable)
+    assert model.samplings == [sampling]
+    as_list = Sampling(**{**sampling.params(), "stop": list(sampling.stop)})
+    assert cached_chat(model, None, KEYED_MESSAGES, as_list).key == key
 
 
 def _worker(args: list[str], **kwargs) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from rlm_local.api import RLM
 from rlm_local.chat import ChatIO, chat_loop
 from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions, RunResult
+from rlm_local.session import Exchange, earlier_block
 from rlm_local.trace import list_runs
 
 REPO = Path(__file__).parent.parent
@@ -69,7 +70,8 @@ def test_each_line_is_a_question_on_the_same_session(tmp_home: Path) -> None:
         answered = chat_loop(session, terminal.io())
     assert answered == 2 and terminal.answers == ["20", "40"]
     assert terminal.lines == ["never?"]  # `exit` ended the session
-    assert "- Q: How many secrets? -> A: 20" in root.calls[1][1]["content"]
+    earlier = earlier_block([Exchange("How many secrets?", "20")])
+    assert "20" in earlier and earlier in root.calls[1][1]["content"]  # told the first Q and A
     assert terminal.events.count("run_start") == 2  # progress listened to both runs
 
 

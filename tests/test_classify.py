@@ -13,8 +13,9 @@ from rlm_local.api import RLM
 from rlm_local.cache import cached_chat
 from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions
-from rlm_local.engine import labels as labeling
+from rlm_local.engine import labels as labelling
 from rlm_local.models.backend import LocalModel
+from rlm_local.models.contract import Sampling
 from rlm_local.trace import read_trace
 
 LABELS = ["positive", "negative"]
@@ -31,14 +32,14 @@ def _labeller(label_for: dict[str, str]):
 
 
 def test_grammar_allows_one_line_per_item_and_escapes_labels() -> None:
-    grammar = labeling.grammar(3, ['say "hi"', "back\\slash"])
+    grammar = labelling.grammar(3, ['say "hi"', "back\\slash"])
     assert grammar.startswith('root ::= "1: " label "\\n" "2: " label "\\n" "3: " label "\\n"\n')
     assert '"say \\"hi\\""' in grammar and '"back\\\\slash"' in grammar
 
 
 def test_parse_is_loose_about_case_punctuation_and_prose() -> None:
     reply = "Here you go:\n1: Positive.\n2) the label is negative\n3: maybe\n9: positive"
-    assert labeling.parse(reply, 3, LABELS) == ["positive", "negative", None]
+    assert labelling.parse(reply, 3, LABELS) == ["positive", "negative", None]
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,7 @@ def test_parse_is_loose_about_case_punctuation_and_prose() -> None:
 )
 def test_bad_arguments_say_how_to_call_it(items: object, labels: object, message: str) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
-        labeling.check_request(items, labels, None)
+        labelling.check_request(items, labels, None)
 
 
 def _run(tmp_home: Path, cells: list[str], sub: ScriptedModel, **opts):
@@ -84,7 +85,9 @@ def test_classify_labels_distinct_items_in_batches_under_a_grammar(tmp_home: Pat
     # third); the second cell cost nothing
     assert len(sub.calls) == 6
     assert all(p["grammar"].startswith('root ::= "1: " label') for p in sub.params)
-    assert sub.calls[0][-1]["content"].startswith("Labels:\n- positive\n- negative\n")
+    # The labels first, the same in every batch (a prefix they share), the items after them.
+    (head,) = {c[-1]["content"].split("review")[0] for c in sub.calls}
+    assert all(label in head for label in LABELS)
     events = [e for e in read_trace(Path(result.trace_path)) if e["type"] == "classify"]
     assert [(e["items"], e["distinct"], e["sub_calls"]) for e in events] == [
         (100, 45, 6),
@@ -103,7 +106,7 @@ def test_vote_keeps_the_majority_of_three_orders() -> None:
         passes.append(groups)
         return [[errors.get(text, truth[text]) for text in group] for group in groups]
 
-    voted = labeling.vote(texts, label_groups)
+    voted = labelling.vote(texts, label_groups)
     assert [len(groups) for groups in passes] == [3, 3, 1]  # the third: only the 8 disputed
     assert passes[0][0] == texts[:20] and passes[1][0] != texts[:20]  # another order
     assert sorted(passes[2][0], key=lambda t: int(t[1:])) == [f"t{n}" for n in range(8)]
@@ -111,9 +114,9 @@ def test_vote_keeps_the_majority_of_three_orders() -> None:
     assert {t for t in texts if voted[t] != truth[t]} == {"t3", "t4"}
     assert voted["t3"] == "x"
     passes.clear()
-    assert labeling.vote(texts, label_groups, voting=False)["t0"] == "x"
+    assert labelling.vote(texts, label_groups, voting=False)["t0"] == "x"
     assert len(passes) == 1
-    assert labeling.max_vote_calls(50) == 9 and labeling.max_vote_calls(50, voting=False) == 3
+    assert labelling.max_vote_calls(50) == 9 and labelling.max_vote_calls(50, voting=False) == 3
 
     def out_of_time_after_one_pass(groups: list[list[str]]) -> list[list[str | None]]:
         if passes:
@@ -122,7 +125,7 @@ def test_vote_keeps_the_majority_of_three_orders() -> None:
         return [[truth[text] for text in group] for group in groups]
 
     passes.clear()
-    assert labeling.vote(texts, out_of_time_after_one_pass) == truth  # the first pass is kept
+    assert labelling.vote(texts, out_of_time_after_one_pass) == truth  # the first pass is kept
 
 
 def test_the_vote_is_skipped_when_only_one_pass_fits_the_budget(tmp_home: Path) -> None:
@@ -141,12 +144,12 @@ def test_over_budget_without_records_is_a_clear_error(tmp_home: Path) -> None:
     ]
     _, root = _run(tmp_home, cells, sub, max_sub_calls=3)
     feedback = root.calls[1][-1]["content"]
-    assert "labelling 80 different items takes 4 sub-calls (20 items each) but 3 are left" in (
-        feedback
-    )
+    # the items, the sub-calls they take, the items a call holds, the sub-calls left
+    assert re.findall(r"\d+", feedback)[:4] == ["80", "4", "20", "3"]
     assert not sub.calls
 
 
+@pytest.mark.models  # its model fixture is asked for by name: not marked by conftest
 @pytest.mark.parametrize("role", ["sub_model", "root_model"])
 def test_real_models_label_under_the_grammar(role: str, request: pytest.FixtureRequest) -> None:
     """The real llama.cpp grammar: every line parses to one of the labels, quotes included."""
@@ -157,17 +160,16 @@ def test_real_models_label_under_the_grammar(role: str, request: pytest.FixtureR
         "The parcel arrived two weeks late and the box was crushed.",
         "Does this kettle also work with 110 volt sockets?",
     ]
-    label_request = labeling.check_request(texts, labels, None)
+    label_request = labelling.check_request(texts, labels, None)
     call = cached_chat(
         model,
         None,
-        labeling.messages(texts, label_request),
-        max_tokens=labeling.max_tokens(3, labels),
-        grammar=labeling.grammar(3, labels),
+        labelling.messages(texts, label_request),
+        Sampling(max_tokens=labelling.max_tokens(3, labels), grammar=labelling.grammar(3, labels)),
     )
     lines = call.completion.text.strip().splitlines()
     assert [line.split(": ", 1)[0] for line in lines] == ["1", "2", "3"]
-    found = labeling.parse(call.completion.text, 3, labels)
+    found = labelling.parse(call.completion.text, 3, labels)
     assert None not in found
     assert found[0] == "praise"
 

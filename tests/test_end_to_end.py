@@ -85,6 +85,9 @@ def test_a_fact_on_page_150_of_a_200_page_pdf_through_the_cli(
     assert trace[1]["type"] == "inputs" and trace[1]["documents"][0]["pages"] == 200
     # Not asserted, for the report: whether the 1.5B root model named page 150 too.
     print("answer:", data["answer"])
+    # The evidence names the page the engine found the needle on, whatever the model said.
+    held = [e for e in data["evidence"] if needle.value in e["text"]]
+    assert held and all(e["page"] == 150 and e["path"] == str(pdf) for e in held)
 
     again = json.loads(_ask(question, str(pdf), "--json", home=home_with_models).stdout)
     assert again["inputs"]["documents"][0]["cached"] is True  # converted once

@@ -20,7 +20,7 @@ from scripted import ScriptedModel
 from benchmarks.haystack import niah_text
 from rlm_local.api import RLM
 from rlm_local.config import load_settings
-from rlm_local.engine import RunOptions
+from rlm_local.engine import RunOptions, prompts
 from rlm_local.errors import InputError
 from rlm_local.mcp_server import McpSettings, PathRefused, build_server, confine, real_roots
 from rlm_local.models import ResolvedModel
@@ -120,12 +120,13 @@ def test_tools_a_successful_ask_with_progress_and_the_runs(tmp_home: Path, tree:
     assert not asked.is_error, _text(asked)
     answer = asked.structured_content
     assert answer["answer"] == "4417" and answer["status"] == "answered"
-    assert answer["turns"] == 2 and "evidence" not in answer
+    assert answer["turns"] == 2
+    [evidence] = answer["evidence"]  # the line the code printed, located by the engine
+    assert evidence["path"].endswith("notes.txt") and "4417" in evidence["text"]
+    assert evidence["text"] == TEXT.splitlines()[evidence["line_start"] - 1]
     messages = [m for _, m in progress]
-    assert messages[0] == (
-        "started in rlm mode: `context` is a str of 1,000 characters (about 250 tokens) "
-        "in one line."
-    )
+    data_look = prompts.describe_context(TEXT).splitlines()[0]  # its size, as the model saw it
+    assert messages[0] == f"started in rlm mode: {data_look}"
     assert "turn 1/4: the root model wrote code" in messages
     assert "turn 1's code ran" in messages and "turn 2/4: the root model wrote code" in messages
     values = [v for v, _ in progress]

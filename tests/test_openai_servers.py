@@ -22,6 +22,7 @@ from rlm_local.config import ModelSpec, ServerSpec, load_settings
 from rlm_local.engine import RunOptions
 from rlm_local.errors import ConfigError
 from rlm_local.models import ResolvedModel
+from rlm_local.models.contract import Sampling
 from rlm_local.models.remote import OpenAIModel, ServerError
 
 
@@ -139,7 +140,7 @@ def test_unreachable_servers_fail_in_one_sentence(monkeypatch: pytest.MonkeyPatc
     model = OpenAIModel(_spec([f"http://127.0.0.1:{port}/v1"]), retries=1)
     monkeypatch.setattr("rlm_local.models.remote.DOWN_SECONDS", 0.1)
     with pytest.raises(ServerError, match="No server of served-sub answered"):
-        model.chat([{"role": "user", "content": "hi"}], max_tokens=4)
+        model.chat([{"role": "user", "content": "hi"}], Sampling(max_tokens=4))
     monkeypatch.delenv("NOPE_KEY", raising=False)
     with pytest.raises(ConfigError, match=r"\$NOPE_KEY"):
         OpenAIModel(_spec(["http://127.0.0.1:1/v1"], api_key_env="NOPE_KEY"))

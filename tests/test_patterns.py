@@ -33,7 +33,8 @@ def test_the_patterns_a_cell_writes_are_found_in_its_code() -> None:
 
 def test_a_pattern_that_matches_no_line_is_noted_with_lines_that_hold_its_words() -> None:
     note = unmatched_note("ips = re.findall(r'Client IP: (\\d+\\.\\d+)', context)", LOG)
-    assert note.startswith(r"Note: r'Client IP: (\d+\.\d+)' matches no line of `context`.")
+    head = note.splitlines()[0]
+    assert r"r'Client IP: (\d+\.\d+)'" in head  # as the model wrote it, not with \\ doubled
     assert "for client /10.0.0.1:4000" in note and "for client /10.0.0.2:4001" in note
     assert "Expiring" not in note  # a line without the pattern's words is not shown
 
@@ -41,9 +42,7 @@ def test_a_pattern_that_matches_no_line_is_noted_with_lines_that_hold_its_words(
 def test_the_lines_shown_hold_the_most_of_the_pattern_s_words() -> None:
     note = unmatched_note("n = find_lines('Expiring session timeout of 20000ms').count()", LOG)
     shown = note.splitlines()[1:]
-    assert (
-        shown[0] == "  2015-07-29 19:06:12 WARN Expiring session 0x2, timeout of 10000ms exceeded"
-    )
+    assert shown[0] == "  " + LOG.splitlines()[2]
 
 
 def test_no_note_when_the_patterns_match() -> None:
@@ -56,7 +55,7 @@ def test_no_note_when_the_patterns_match() -> None:
 def test_a_directory_s_lines_are_shown_after_their_file() -> None:
     files = {"pep-1.rst": "PEP: 1\nCreated: 13-Jun-2000\n", "pep-2.rst": "PEP: 2\n"}
     note = unmatched_note("years = re.findall(r'Created: (\\d{4})', context['pep-1.rst'])", files)
-    assert note.endswith("Lines that hold its words (created):\n  pep-1.rst: Created: 13-Jun-2000")
+    assert note.splitlines()[-1] == "  pep-1.rst: Created: 13-Jun-2000"  # the line after its path
 
 
 def test_a_pattern_that_backtracks_for_ever_gets_no_note_and_does_not_stall() -> None:
@@ -68,4 +67,4 @@ def test_a_pattern_that_backtracks_for_ever_gets_no_note_and_does_not_stall() ->
 
 def test_lines_that_hold_less_than_half_of_the_words_are_not_shown() -> None:
     note = unmatched_note("parts = [s for s in parts if 'Session constructor' in s.lower()]", LOG)
-    assert note == "Note: 'Session constructor' occurs in no line of `context`."
+    assert len(note.splitlines()) == 1 and "'Session constructor'" in note  # no lines shown

@@ -488,3 +488,24 @@ def test_screenshot_decoder_sees_a_blank_page(chromium: str, tmp_path: Path) -> 
     png = tmp_path / "blank.png"
     _chromium(tmp_path, blank.as_uri(), f"--screenshot={png}")
     assert len(_pixels(png.read_bytes())[2]) == 1
+
+
+def test_evidence_is_shown_by_runs_show_and_the_html_page(recorded: Recorded) -> None:
+    """The direct run read "The secret code is 4417." (standard input, so path `-`) and
+    answered 4417: its evidence is that line, in the trace, in `runs show` and on the page."""
+    [item] = load_run(recorded.direct).evidence
+    assert (item["path"], item["line_start"], item["line_end"]) == ("-", 1, 1)
+    assert item["text"] == "The secret code is 4417." and item["turn"] == 1
+
+    shown = _cli(recorded, "runs", "show", recorded.ids[2])
+    assert shown.returncode == 0, shown.stderr
+    assert "evidence" in shown.stdout and "-:1" in shown.stdout
+    assert "The secret code is 4417." in shown.stdout
+    unanswered = _cli(recorded, "runs", "show", recorded.ids[1]).stdout
+    assert "evidence" not in unanswered
+
+    page = Path(_cli(recorded, "runs", "html", recorded.ids[2]).stdout.strip())
+    source = page.read_text("utf-8")
+    assert "<h3>Evidence</h3>" in source and 'href="#turn-1"' in source
+    assert 'id="turn-1"' in source
+    assert "The secret code is 4417." in source.split("<h3>Evidence</h3>")[1]

@@ -243,7 +243,8 @@ def test_final_and_final_var(sandbox: Sandbox) -> None:
     assert result.final == "{'n': 3}"
     result = sandbox.run("FINAL_VAR('nope')")
     assert result.final is None
-    assert "FINAL_VAR: no variable named 'nope'; variables: answer" in (result.error or "")
+    error = result.error or ""
+    assert "'nope'" in error and "answer" in error  # the name asked for, the variables there are
     assert ok(sandbox.run("print(1)")) == "1\n"  # final is per cell
     assert sandbox.run("Final(71)").final == "71"  # a spelling the root model writes at times
 
@@ -255,7 +256,7 @@ def test_common_modules_need_no_import(sandbox: Sandbox) -> None:
         "mine 2 0\n"
     )
     result = sandbox.run("FINAL_VAR('nope')")  # a rebound name is the cell's own variable
-    assert "variables: re (line 1" in (result.error or "")
+    assert " re " in (result.error or "").split("'nope'", 1)[1]  # listed among the variables
     assert ok(sandbox.run("print(collections.Counter is Counter)")) == "True\n"
     assert ok(sandbox.run("print(list(itertools.combinations([1, 2, 3], 2)))")) == (
         "[(1, 2), (1, 3), (2, 3)]\n"
@@ -468,15 +469,16 @@ def test_grep_falls_back_to_definitions_or_the_rarest_word() -> None:
             "print(len(hits))\nprint(hits[0])\nprint(hits[1])"
         )
         assert result.error is None, result.error
-        assert result.output.startswith(
-            "2\n(no exact match for the pattern; definitions of 'runctx' instead) profile.py: "
-            "def runctx(statement, globals, locals, sort=-1): pass"
-        )
+        hit = "profile.py: def runctx(statement, globals, locals, sort=-1): pass"
+        count, first_line = result.output.splitlines()[:2]
+        # the hit, after a note naming the definitions it fell back to
+        assert count == "2" and first_line.endswith(hit) and "'runctx'" in first_line[: -len(hit)]
         first, second = result.output.splitlines()[1:3]
         assert "sort=-1" in first and "cmd" not in first  # the top-level function comes first
         assert "cmd" in second
         words = sandbox.run("print(grep('globals and locals and zebra')[0])")
-        assert words.output.startswith("(no exact match for the pattern; hits for 'locals'")
+        noted = words.output.splitlines()[0]  # the rarest of the words that occur
+        assert "'locals'" in noted and "'globals'" not in noted and "'zebra'" not in noted
         exact = sandbox.run("print(grep('zebra'))\nprint(grep('zebra crossing here'))")
         assert exact.output == "[]\n[]\n"  # nothing to fall back to: still empty
 
@@ -501,8 +503,8 @@ def test_source_reads_definitions_top_level_first() -> None:
     assert source("def Box(", CODE).startswith("# a.py line 3\nclass Box:\n    def open")
     assert source("Box.open", CODE) == text  # the last name is the one looked up
     assert source("open", CODE, max_defs=1) == text.split("\n\n# a.py")[0]  # top level first
-    missing = "(no def, class or assignment named 'nothing'; try grep('nothing'))"
-    assert source("nothing", CODE) == missing
+    missing = source("nothing", CODE)
+    assert not missing.startswith("#") and "grep('nothing')" in missing  # no def: what to try
     # A constant: its top-level assignment, with the lines its value runs over.
     table = {"c.py": "X = 1\nTABLE: dict[str, int] = {\n    'a': 1,\n    'b': 2,\n}\nY = TABLE\n"}
     assert source("TABLE", table) == "# c.py line 2\nTABLE: dict[str, int] = {\n    'a': 1,\n" \
@@ -514,7 +516,7 @@ def test_source_reads_definitions_top_level_first() -> None:
     assert source("run", no_defaults) == "# c.py line 1\ndef run(a, b): return a"
     # Printed, a definition shows max_lines lines; the str holds them all, for counts and regexes.
     cut = source("open", CODE, max_lines=2)
-    assert "    ... (4 more lines, in the str returned)\n\n# a.py line 4" in str(cut)
+    assert "4 more lines" in str(cut) and "\n\n# a.py line 4" in str(cut)
     assert "    return path" in cut and "    return path" not in str(cut)
 
 
@@ -523,7 +525,7 @@ def test_source_in_a_cell() -> None:
         assert ok(code_sandbox.run("print(source('Box'))")).startswith("# a.py line 3\nclass Box")
         counted = "code = source('open', max_lines=1)\nprint(code)\nprint(code.count('return'))"
         printed = ok(code_sandbox.run(counted))
-        assert printed.endswith("    ... (1 more line, in the str returned)\n2\n")
+        assert "1 more line" in printed and printed.endswith("\n2\n")
         assert "return path" not in printed  # the count saw lines the print cut
         result = code_sandbox.run("source(42)")
         assert "source: name must be a str" in (result.error or "")
@@ -605,7 +607,7 @@ def test_records_parse_key_value_lines_by_their_shared_fields() -> None:
         )
         prose = sandbox.run("records('Just prose.\\nNothing: here at all.\\nMore prose.')")
         assert prose.error is not None
-        assert "records: the lines are not 'Key: value' records" in prose.error
+        assert prose.error.startswith("ValueError: records")  # says which helper refused
         assert "Traceback" not in prose.error
 
 
@@ -643,7 +645,7 @@ def test_a_guessed_path_of_a_directory_input_names_the_closest_ones() -> None:
         result = sb.run("print(context['datastructures/http.py'])")
         assert result.error is not None and not result.worker_restarted
         assert "KeyError" in result.error
-        assert "is not a path of context; the closest: ['http.py'" in result.error
+        assert "['http.py'" in result.error  # the closest paths, the same file name first
         assert ok(sb.run("print(context['http.py'], context.get('nope'), len(context))")) == (
             "CODES = {}\n None 3\n"
         )

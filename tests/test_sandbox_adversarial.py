@@ -537,7 +537,7 @@ NAME_CHECK_ATTACKS = [
 def test_final_var_checks_a_plain_copy_of_the_name(typed: Sandbox, attack: str) -> None:
     result = typed.run(LIAR + attack)
     assert result.final is None, result.final
-    assert result.error is not None and "FINAL_VAR: no variable named" in result.error
+    assert result.error is not None and result.error.startswith("NameError: FINAL_VAR")
     assert "guarded" not in result.error and "<function" not in result.error
     assert typed.run("print(hijacked)").output == "[]\n"  # no lying method was asked
 
@@ -993,7 +993,7 @@ def test_a_loop_of_bridge_calls_stops_at_the_call_limit(bridge_log: list[str], c
         result = sb.run(code)
         assert len(bridge_log) == 5  # the sixth call never reached the parent's function
         assert result.error is not None and result.error.startswith("BridgeLimitError: ")
-        assert "the cell reached its limit of 5 bridge calls" in result.error
+        assert "5 bridge calls" in result.error  # which limit stopped it
         assert not result.worker_restarted and result.seconds < 3
         started = time.monotonic()
         after = sb.run("print(kept, llm_query('next cell'))")  # the limit is per cell
@@ -1012,11 +1012,10 @@ def test_a_cell_that_catches_the_refusal_is_still_told_which_limit_stopped_it(
         result = sb.run(code)
         assert len(bridge_log) == 3
         assert result.output == "99997\n" and result.final == "partial"
-        assert result.error == (
-            "BridgeLimitError: the cell reached its limit of 3 bridge calls (llm_query, "
-            "rlm_query, classify, ...); make fewer calls in one cell, e.g. one llm_query_batched "
-            "for a list of prompts."
-        )
+        error = result.error or ""
+        assert error.startswith("BridgeLimitError: ") and error.count("BridgeLimitError") == 1
+        assert "3 bridge calls" in error  # which limit stopped it
+        assert "llm_query_batched" in error and len(error) < 300  # once, with the way around it
         assert result.seconds < 3  # refused in the worker, without a round trip each
 
 
@@ -1044,7 +1043,7 @@ def test_helpers_and_final_are_not_bridge_calls(bridge_log: list[str]) -> None:
         result = sb.run("for i in range(50):\n    grep('fox')\n    chunks()\nFINAL('x')")
         assert (result.error, result.final) == (None, "x")
         result = sb.run("llm_query('x')")
-        assert "limit of 0 bridge calls" in (result.error or "")
+        assert "0 bridge calls" in (result.error or "")
         assert bridge_log == []
 
 

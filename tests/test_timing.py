@@ -17,6 +17,7 @@ from rlm_local.api import RLM
 from rlm_local.config import ModelSpec, ServerSpec, load_settings
 from rlm_local.engine import RunOptions, RunResult
 from rlm_local.engine.timing import RunTiming
+from rlm_local.models.contract import Sampling
 from rlm_local.models.remote import OpenAIModel
 from rlm_local.trace import TIMING_KEYS, load_run, read_trace
 
@@ -184,7 +185,7 @@ def test_a_served_models_round_trip_is_its_generation_time(monkeypatch: pytest.M
         return {"choices": [message], "usage": {"prompt_tokens": 9, "completion_tokens": 1}}
 
     monkeypatch.setattr(OpenAIModel, "_post", post)
-    reply = OpenAIModel(spec).chat([{"role": "user", "content": "hello"}], max_tokens=8)
+    reply = OpenAIModel(spec).chat([{"role": "user", "content": "hello"}], Sampling(max_tokens=8))
     assert reply.generation_seconds == reply.seconds >= 0.05
     assert reply.prompt_eval_seconds == 0 and reply.evaluated_tokens == 0
 

@@ -57,10 +57,9 @@ class LoadedInput:
     conversions: list[Conversion] = field(default_factory=list)  # documents only, not plain text
 
     @property
-    def total_chars(self) -> int:
-        if isinstance(self.context, str):
-            return len(self.context)
-        return sum(len(v) for v in self.context.values())
+    def name(self) -> str:
+        """The path a single text is known by in evidence: the file as given, `-` for stdin."""
+        return self.sources[0] if self.sources and self.sources != ["<stdin>"] else "-"
 
 
 def _memory_budget_bytes(options: InputOptions) -> int:

@@ -149,3 +149,14 @@ def _lines_with(words: list[str], texts: list[tuple[str, str]]) -> list[str]:
 
 def _cut(line: str) -> str:
     return line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + " ..."
+
+
+def matches_line(pattern: Pattern, line: str) -> bool:
+    """Whether the pattern matches in the line (a broken or too slow regex does not)."""
+    if pattern.literal:
+        return pattern.text in line
+    flags = regex.IGNORECASE if pattern.ignore_case else 0
+    try:
+        return regex.search(pattern.text, line, flags, timeout=TIMEOUT_SECONDS) is not None
+    except (regex.error, TimeoutError, ValueError, OverflowError):
+        return False

@@ -307,8 +307,7 @@ def first_search_cell(question: str) -> str:
 def first_turn(question: str, description: str, searched: str = "", read: str | None = None) -> str:
     if not searched:
         return f"{description}\n\nQuestion: {question}\n\nWrite code to find the answer."
-    # The question again after the output: asked before it only, the 1.5B model answered
-    # `indent=1` with 4 (codebase QA first turns).
+    # The question again after the output, so it is answered with the passages in view.
     reading = (
         f"\nRead as text, these pieces give the answer {read!r}. If the question asks for one "
         f"fact that a piece states, reply with code calling FINAL({read!r}).\n"

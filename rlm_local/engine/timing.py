@@ -77,7 +77,7 @@ class RunTiming:
 @dataclass
 class TimingLedger:
     """A run's timing as it goes: the whole run, each model role, and the bridge time of the
-    cell running at each depth. Not locked itself: the engine's `_Run.lock` guards it."""
+    cell running at each depth. Not locked itself: `RunState.lock` (run_state.py) guards it."""
 
     total: RunTiming = field(default_factory=RunTiming)
     by_role: dict[str, RunTiming] = field(default_factory=dict)

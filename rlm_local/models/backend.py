@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_local.errors import ContextOverflowError, ModelCorruptError
+from rlm_local.models.contract import Completion, Sampling
 from rlm_local.models.prefixes import PrefixStore, prefix_key
 from rlm_local.models.store import ResolvedModel
 
@@ -40,21 +41,6 @@ class BackendOptions:
 
 
 @dataclass(frozen=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    finish_reason: str  # "stop" or "length"
-    # Where `seconds` went (llama.cpp models; a remote model reports only `seconds`):
-    load_seconds: float = 0.0  # loading the weights, on the call that loaded them
-    prompt_eval_seconds: float = 0.0  # evaluating the prompt, restoring a stored prefix included
-    generation_seconds: float = 0.0
-    evaluated_tokens: int = 0  # prompt tokens the model evaluated on this call
-    restored_tokens: int = 0  # prompt tokens restored from the prefix cache on disk
-
-
-@dataclass(frozen=True)
 class PromptEvaluation:
     seconds: float = 0.0
     evaluated: int = 0
@@ -67,6 +53,8 @@ class LocalModel:
     With a PrefixStore, the state after each prompt's system messages is kept on disk, so the next
     process restores it instead of evaluating the same tokens again.
     """
+
+    parallelism = 1  # one llama.cpp context, behind the lock: calls run one at a time
 
     def __init__(
         self, model: ResolvedModel, options: BackendOptions, prefixes: PrefixStore | None = None
@@ -133,68 +121,29 @@ class LocalModel:
         body = sum(self.count_tokens(m["content"]) for m in messages)
         return body + TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + TEMPLATE_TOKENS_FIXED
 
-    def chat(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        grammar: str | None = None,
-        seed: int | None = None,
-        assistant_prefix: str = "",
-    ) -> Completion:
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Completion:
         """Greedy by default; a prompt that cannot fit raises ContextOverflowError, never truncates.
 
-        `assistant_prefix` starts the model's reply (e.g. an opening code fence) so a small model
-        cannot drift into prose; the returned text excludes it.
+        `sampling.assistant_prefix` starts the model's reply (e.g. an opening code fence) so a
+        small model cannot drift into prose; the returned text excludes it.
         """
         prompt_tokens = self.count_message_tokens(messages)
-        limit = self.n_ctx - max_tokens
+        limit = self.n_ctx - sampling.max_tokens
         if prompt_tokens > limit:
             raise ContextOverflowError(
                 f"The prompt has about {prompt_tokens} tokens but {self.model.name} has room for "
-                f"{limit} ({self.n_ctx} window minus {max_tokens} for the answer); "
+                f"{limit} ({self.n_ctx} window minus {sampling.max_tokens} for the answer); "
                 "split the input into smaller pieces.",
                 prompt_tokens=prompt_tokens,
                 limit=limit,
             )
         with self._lock:
             llama = self._load()
-            kwargs: dict[str, Any] = {}
-            if grammar is not None:
-                from llama_cpp import LlamaGrammar
-
-                kwargs["grammar"] = LlamaGrammar.from_string(grammar, verbose=False)
-            if seed is not None:
-                kwargs["seed"] = seed
+            kwargs = _llama_sampling(sampling)
             load_seconds, self._unreported_load = self._unreported_load, 0.0
             started = time.perf_counter()
             try:
-                if self._formatter is not None:
-                    rendered = self._formatter(messages=messages)
-                    tokens = _prompt_tokens(llama, rendered.prompt + assistant_prefix)
-                    if len(tokens) >= self.n_ctx:
-                        raise ValueError("the prompt tokens exceed context window")
-                    prompt = self._evaluate(llama, tokens, self._fixed_length(messages, tokens))
-                    generating = time.perf_counter()
-                    out = llama.create_completion(
-                        tokens,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        stop=(stop or []) + _as_list(rendered.stop),
-                        **kwargs,
-                    )
-                else:
-                    prompt = PromptEvaluation()
-                    generating = started
-                    out = llama.create_chat_completion(
-                        messages=messages,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        stop=stop or [],
-                        **kwargs,
-                    )
+                out, prompt, generating = self._generate(llama, messages, sampling, kwargs)
             except ValueError as exc:
                 if "exceed context window" in str(exc):
                     raise ContextOverflowError(
@@ -205,6 +154,7 @@ class LocalModel:
                     ) from None
                 raise
             finished = time.perf_counter()
+        generating = started if generating is None else generating
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         text = choice["text"] if "text" in choice else choice["message"].get("content")
@@ -220,6 +170,39 @@ class LocalModel:
             evaluated_tokens=prompt.evaluated,
             restored_tokens=prompt.restored,
         )
+
+    def _generate(
+        self,
+        llama: Any,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        kwargs: dict[str, Any],
+    ) -> tuple[dict[str, Any], PromptEvaluation, float | None]:
+        """llama.cpp's reply, how its prompt was evaluated, and when generation began (None: not
+        apart from the prompt, with a chat format llama-cpp-python renders itself)."""
+        if self._formatter is None:
+            out = llama.create_chat_completion(
+                messages=messages,
+                max_tokens=sampling.max_tokens,
+                temperature=sampling.temperature,
+                stop=list(sampling.stop),
+                **kwargs,
+            )
+            return out, PromptEvaluation(), None
+        rendered = self._formatter(messages=messages)
+        tokens = _prompt_tokens(llama, rendered.prompt + sampling.assistant_prefix)
+        if len(tokens) >= self.n_ctx:
+            raise ValueError("the prompt tokens exceed context window")
+        prompt = self._evaluate(llama, tokens, self._fixed_length(messages, tokens))
+        generating = time.perf_counter()
+        out = llama.create_completion(
+            tokens,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            stop=list(sampling.stop) + _as_list(rendered.stop),
+            **kwargs,
+        )
+        return out, prompt, generating
 
     def _fixed_length(self, messages: list[dict[str, str]], tokens: list[int]) -> int:
         """How many leading tokens the prompt shares with its system messages alone: the part
@@ -371,6 +354,18 @@ def _plain_fields(params: Any) -> dict[str, Any]:
             if isinstance(value, bool | int | float):
                 plain[name] = value
     return plain
+
+
+def _llama_sampling(sampling: Sampling) -> dict[str, Any]:
+    """The grammar (compiled) and seed, for llama-cpp-python's completion calls."""
+    kwargs: dict[str, Any] = {}
+    if sampling.grammar is not None:
+        from llama_cpp import LlamaGrammar
+
+        kwargs["grammar"] = LlamaGrammar.from_string(sampling.grammar, verbose=False)
+    if sampling.seed is not None:
+        kwargs["seed"] = sampling.seed
+    return kwargs
 
 
 def _as_list(stop: str | list[str] | None) -> list[str]:

@@ -19,7 +19,8 @@ from typing import Any
 
 from rlm_local.config import ModelSpec, ServerSpec
 from rlm_local.errors import ConfigError, ContextOverflowError, RlmLocalError
-from rlm_local.models.backend import TEMPLATE_TOKENS_FIXED, TEMPLATE_TOKENS_PER_MESSAGE, Completion
+from rlm_local.models.backend import TEMPLATE_TOKENS_FIXED, TEMPLATE_TOKENS_PER_MESSAGE
+from rlm_local.models.contract import Completion, Sampling
 
 CHARS_PER_TOKEN_ESTIMATE = 3.5  # no portable tokenize endpoint: a cautious estimate
 DOWN_SECONDS = 5.0
@@ -56,7 +57,7 @@ class OpenAIModel:
             _Endpoint(url, threading.BoundedSemaphore(server.concurrency))
             for url in server.base_urls
         ]
-        self.parallelism = server.concurrency * len(self.endpoints)
+        self.parallelism = server.concurrency * len(self.endpoints)  # calls that may run at once
         self._pick_lock = threading.Lock()
         self._api_key = None
         if server.api_key_env:
@@ -104,48 +105,28 @@ class OpenAIModel:
         with urllib.request.urlopen(request, timeout=self.server.timeout) as response:
             return json.loads(response.read())
 
-    def chat(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        grammar: str | None = None,
-        seed: int | None = None,
-        assistant_prefix: str = "",
-    ) -> Completion:
+    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Completion:
         """`assistant_prefix` cannot be forced over this API: it is asked for, and stripped.
 
         The whole round trip counts as generation time (no load, prompt evaluation or evaluated
         tokens are reported): the server's split of it is not visible over this API.
         """
         prompt_tokens = self.count_message_tokens(messages)
-        if prompt_tokens > self.n_ctx - max_tokens:
+        limit = self.n_ctx - sampling.max_tokens
+        if prompt_tokens > limit:
             raise ContextOverflowError(
                 f"The prompt has about {prompt_tokens} tokens but {self.name} has room for "
-                f"{self.n_ctx - max_tokens}; split the input into smaller pieces.",
+                f"{limit}; split the input into smaller pieces.",
                 prompt_tokens=prompt_tokens,
-                limit=self.n_ctx - max_tokens,
+                limit=limit,
             )
-        body: dict[str, Any] = {
-            "model": self.server.model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        if stop:
-            body["stop"] = stop
-        if seed is not None:
-            body["seed"] = seed
-        if grammar is not None:
-            body["grammar"] = grammar  # llama.cpp servers honour it; others ignore it
         started = time.perf_counter()
-        data = self._send(body)
+        data = self._send(self._body(messages, sampling))
         choice = data["choices"][0]
         text = choice.get("message", {}).get("content") or ""
-        if assistant_prefix and text.lstrip().startswith(assistant_prefix.strip()):
-            text = text.lstrip()[len(assistant_prefix.strip()) :].lstrip("\n")
+        prefix = sampling.assistant_prefix.strip()
+        if sampling.assistant_prefix and text.lstrip().startswith(prefix):
+            text = text.lstrip()[len(prefix) :].lstrip("\n")
         usage = data.get("usage") or {}
         seconds = time.perf_counter() - started
         return Completion(
@@ -156,6 +137,22 @@ class OpenAIModel:
             finish_reason=choice.get("finish_reason") or "stop",
             generation_seconds=seconds,  # the server's own split is not ours to see
         )
+
+    def _body(self, messages: list[dict[str, str]], sampling: Sampling) -> dict[str, Any]:
+        """The request: the assistant prefix is not sent (see `chat`)."""
+        body: dict[str, Any] = {
+            "model": self.server.model,
+            "messages": messages,
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.grammar is not None:
+            body["grammar"] = sampling.grammar  # llama.cpp servers honour it; others ignore it
+        return body
 
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
         errors: list[str] = []

@@ -27,7 +27,7 @@ SHOWN_CHARS = 600  # of a longer piece, the part where the query's words are den
 LINE_SLACK = 240  # chars a shown window may grow by at each end to keep its lines whole
 K1, B = 1.2, 0.75
 _TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)*")
-_STOP = frozenset(
+STOPWORDS = frozenset(
     {
         "a",
         "an",
@@ -146,7 +146,7 @@ def _defaults(piece: str) -> str:
 def _shown(piece: str, query: str, stems: tuple[str, ...] = (), limit: int = SHOWN_CHARS) -> str:
     if len(piece) <= limit:
         return piece
-    terms = {t for t in words(query) if t not in _STOP} | set(stems)
+    terms = {t for t in words(query) if t not in STOPWORDS} | set(stems)
     lowered = piece.lower()
     spots = [m.start() for t in terms for m in re.finditer(re.escape(t), lowered)]
     best, best_terms = 0, -1
@@ -237,10 +237,10 @@ def rank(query: str, candidates: list[str], k: int) -> tuple[list[int], list[str
     the terms matched (a stem as "~stem"); a piece that defines a name the query uses
     (`class X`, `def x`) counts double, since a definition is where a question about a name is
     answered, not its hundred uses."""
-    terms = [t for t in dict.fromkeys(words(query)) if t not in _STOP]
+    terms = [t for t in dict.fromkeys(words(query)) if t not in STOPWORDS]
     if not terms or not candidates:
         return [], terms
-    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in _STOP]
+    names = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w{2,}", query)) if n not in STOPWORDS]
     definitions = (
         re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+(?:" + "|".join(names) + r")\b", re.M)
         if names
