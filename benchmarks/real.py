@@ -87,6 +87,37 @@ def evidence_holds(suite: RealSuite, task: RealTask, evidence: list[dict[str, An
     return float(any(map(held, golds)))
 
 
+def replay_evidence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evidence the current engine code finds in the kept traces of `rlm` rows (no models):
+    per row, its id, score, evidence_holds and evidence. Rows whose trace is gone are left out."""
+    from rlm_local.engine.evidence import Recorder, gather
+    from rlm_local.trace import read_trace
+
+    suites: dict[str, RealSuite] = {}
+    contexts: dict[Path, str | dict[str, str]] = {}
+    replayed = []
+    for row in rows:
+        trace = Path(row.get("trace_path") or "")
+        if row.get("method") != "rlm" or not trace.is_file():
+            continue
+        source = row.get("tasks_file") or str(DEFAULT_TASKS)
+        suite = suites[source] = suites.get(source) or load_suite(source)
+        task = next((t for t in suite.tasks if t.id == row["id"]), None)
+        if task is None:
+            continue
+        if task.context_path not in contexts:
+            contexts[task.context_path] = load_context(task)
+        seen = Recorder()
+        for event in read_trace(trace):
+            seen(event)
+        found = gather(row.get("answer"), task.question, contexts[task.context_path],
+                       seen.observations, "-")  # fmt: skip
+        evidence = [item.to_dict() for item in found]
+        held = evidence_holds(suite, task, evidence)
+        replayed.append({**row, "evidence_holds": held, "evidence": evidence})
+    return replayed
+
+
 def resolve_tasks_path(given: str | None) -> Path:
     """--tasks FILE (or a folder holding tasks.jsonl); by default the devsuite beside the repo,
     found from this file rather than the working directory."""
@@ -361,6 +392,11 @@ def _cell(text: object) -> str:
 
 def _held(row: dict[str, Any]) -> str:
     return f"{row['evidence_holds']:.2f}" if "evidence_holds" in row else "–"
+
+
+def evidence_summary(rows: list[dict[str, Any]]) -> str:
+    """The evidence measure of rows, in one sentence (the table's, on its own)."""
+    return _evidence_line(rows).strip()
 
 
 def _evidence_line(group: list[dict[str, Any]]) -> str:

@@ -236,6 +236,20 @@ def _run_real(
     return table
 
 
+def replay_evidence(raw: Path) -> None:
+    """Prints each replayed row's evidence measure and where its first item stands."""
+    rows = [json.loads(line) for line in raw.read_text(encoding="utf-8").splitlines() if line]
+    try:
+        replayed = real.replay_evidence(rows)
+    except real.SuiteError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for row in replayed:
+        first = row["evidence"][0] if row["evidence"] else {}
+        where = f"{first['path']}:{first['line_start']} ({first['why']})" if first else "none"
+        print(f"{row['id']}\tscore {row['score']:.2f}\tholds {row['evidence_holds']:.2f}\t{where}")
+    print(real.evidence_summary(replayed) or "No row has a trace left to replay.")
+
+
 def rescore(raw: Path) -> int:
     """Scores every row's stored answer again (its task regenerated from its seed, or for the
     real suite read from its tasks file), so a corrected scorer applies to old rows too; a
@@ -380,7 +394,16 @@ def main(argv: list[str] | None = None) -> None:
         "rescore", help="score a results .jsonl's stored answers again with the current scorer"
     )
     rs.add_argument("raw", type=Path)
+    ev = sub.add_parser(
+        "evidence",
+        help="find the evidence of a real-suite results .jsonl's rlm rows again from their kept "
+        "traces, with the current code (no models), and print the measure per task",
+    )
+    ev.add_argument("raw", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "evidence":
+        replay_evidence(args.raw)
+        return
     if args.command == "rescore":
         changed = rescore(args.raw)
         args.raw.with_suffix(".md").write_text(_table(args.raw), encoding="utf-8")

@@ -130,6 +130,15 @@ def test_scripted_run_writes_scored_rows_and_the_table(tmp_path: Path, tmp_home:
     assert "| family code | 1 |" in table and "| type needle | 1 |" in table
     assert "| **overall** | 2 |" in table and "| mean of family means | 2 families |" in table
     assert "| log-01 | logs | needle |" in table and "| code-01 | code | aggregate |" in table
+    assert all("evidence_holds" in row and isinstance(row["evidence"], list) for row in rows)
+
+    # The evidence found again from the kept traces, without models, equals the run's.
+    replayed = real.replay_evidence(rows)
+    assert [r["id"] for r in replayed] == ["log-01", "code-01"]  # rlm rows only
+    ran = {r["id"]: r for r in rows if r["method"] == "rlm"}
+    for row in replayed:
+        assert row["evidence"] == ran[row["id"]]["evidence"]
+        assert row["evidence_holds"] == ran[row["id"]]["evidence_holds"]
 
 
 def test_contexts_are_what_the_cli_loads_and_scores_come_from_the_suites_scorer(

@@ -31,9 +31,9 @@ def _ask(home: Path, *args: str, stdin: str | None = None) -> subprocess.Complet
 
 def _stands_at_its_lines(item: dict, text: str) -> bool:
     lines = text.split("\n")
-    return "\n".join(lines[item["line_start"] - 1 : item["line_end"]]).rstrip("\r\n") == item[
-        "text"
-    ]
+    return (
+        "\n".join(lines[item["line_start"] - 1 : item["line_end"]]).rstrip("\r\n") == item["text"]
+    )
 
 
 def _evidence(result: subprocess.CompletedProcess[str]) -> tuple[str, list[dict]]:
@@ -86,9 +86,7 @@ def test_several_files_evidence_uses_the_paths_given(tmp_path: Path, home: Path)
     second.write_text(text)
     by_path = {str(first): first.read_text(), str(second): text}
 
-    answer, evidence = _evidence(
-        _ask(home, needle.question, str(first), str(second), "--json")
-    )
+    answer, evidence = _evidence(_ask(home, needle.question, str(first), str(second), "--json"))
     assert needle.value in answer
     assert all(item["path"] in by_path for item in evidence)
     assert all(_stands_at_its_lines(item, by_path[item["path"]]) for item in evidence)
