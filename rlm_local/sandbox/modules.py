@@ -74,10 +74,6 @@ class ModuleProxy:
         return sorted(object.__getattribute__(self, "_proxy_attrs"))
 
 
-def proxy_name(proxy: ModuleProxy) -> str:
-    return object.__getattribute__(proxy, "_proxy_name")
-
-
 def proxy_attrs(proxy: ModuleProxy) -> Mapping[str, Any]:
     return object.__getattribute__(proxy, "_proxy_attrs")
 

@@ -126,9 +126,3 @@ def _matching(regex: re.Pattern[str], text: Context | list[str] | None, limit: i
                 if limit and len(found) >= limit:
                     return found
     return found
-
-
-def numbered(text: str, first: int, last: int, path: str = "") -> Lines:
-    """Lines `first`..`last` (1-based, inclusive) of `text`, as Line objects."""
-    rows = text.split("\n")[max(0, first - 1) : last]
-    return Lines(Line(row.rstrip("\r"), first + i, path) for i, row in enumerate(rows))
