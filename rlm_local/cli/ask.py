@@ -115,13 +115,10 @@ def run_footer(result: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option(
     "--evidence",
-    "evidence_to",
-    type=click.Choice(["stderr", "stdout"]),
-    is_flag=False,
-    flag_value="stderr",
-    default=None,
-    help="After the answer, print the input's lines it rests on (path:lines, why, turn); "
-    "on stderr unless `--evidence stdout`. --json always has them.",
+    "show_evidence",
+    is_flag=True,
+    help="After the answer, print the input's lines it rests on (path:lines, why, turn) on "
+    "stderr, so stdout stays the answer alone. --json always has them.",
 )
 @click.pass_context
 def ask(
@@ -129,7 +126,7 @@ def ask(
     question: str,
     inputs: tuple[str, ...],
     as_json: bool,
-    evidence_to: str | None,
+    show_evidence: bool,
     **flags: Any,
 ) -> None:
     """Answer QUESTION about INPUT files, directories, or standard input ('-' or a pipe).
@@ -167,9 +164,8 @@ def ask(
         click.echo(json.dumps(data, ensure_ascii=False))
     elif result.answer is not None:
         click.echo(result.answer)
-    if evidence_to is not None and not as_json and result.answer is not None:
-        shown = describe_evidence([e.to_dict() for e in result.evidence])
-        click.echo(shown, err=evidence_to == "stderr")
+    if show_evidence and not as_json and result.answer is not None:
+        click.echo(describe_evidence([e.to_dict() for e in result.evidence]), err=True)
     if not quiet:
         run_footer(result)
     if result.answer is None:
