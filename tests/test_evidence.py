@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from scripted import ScriptedModel
 
 from rlm_local.api import RLM
 from rlm_local.config import load_settings
-from rlm_local.engine import RunOptions
+from rlm_local.engine import RunOptions, evidence
 from rlm_local.engine.evidence import Observation, Recorder, gather
 from rlm_local.trace import read_trace
 
@@ -112,3 +113,22 @@ def test_a_run_s_result_carries_evidence_located_by_the_engine(tmp_home: Path) -
     assert item["text"] == _lines(LOG, 3, 3) and item["turn"] == 1 and item["why"] == "answer_words"
     end = read_trace(Path(str(result.trace_path)))[-1]
     assert end["type"] == "run_end" and end["evidence"] == [item]
+
+
+def test_a_failure_to_find_evidence_keeps_the_answer(
+    tmp_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> list:
+        raise RuntimeError("a bug in gathering")
+
+    monkeypatch.setattr(evidence, "gather", broken)
+    root = ScriptedModel(["print(find_lines('ERROR'))", "FINAL('blk_77')"])
+    options = RunOptions(mode="rlm", first_search=False, read_samples=0, skip_checks=("unfounded",))
+    with RLM(load_settings(), options, root=root, sub=ScriptedModel(answer=lambda _: "x")) as rlm:
+        result = rlm.ask("Which block was lost?", LOG)
+    assert result.answer == "blk_77" and result.evidence == []
+    events = read_trace(Path(str(result.trace_path)))
+    assert {"type": "evidence_error", "error": "RuntimeError: a bug in gathering"}.items() <= next(
+        e for e in events if e["type"] == "evidence_error"
+    ).items()
+    assert events[-1]["type"] == "run_end" and events[-1]["answer"] == "blk_77"

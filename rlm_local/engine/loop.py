@@ -78,7 +78,7 @@ class Engine:
             stats=run.stats,
             timing=run.timing.total,
             timing_by_model=dict(run.timing.by_role),
-            evidence=evidence.gather(answer, question, context, seen.observations, name),
+            evidence=_evidence(answer, question, context, seen, name, run),
         )
         run.emit({"type": "run_end", **result.to_dict(), "timing_by_model": run.timing.by_model()})
         return result
@@ -148,3 +148,19 @@ def _or_reading(
         return answer
     run.emit({"type": "fallback", "depth": depth, "answer": found.grounded, "code": answer})
     return found.grounded
+
+
+def _evidence(
+    answer: str | None,
+    question: str,
+    context: str | dict[str, str],
+    seen: evidence.Recorder,
+    name: str,
+    run: RunState,
+) -> list[evidence.Evidence]:
+    """The answer's evidence; a failure to find it is recorded and must not lose the answer."""
+    try:
+        return evidence.gather(answer, question, context, seen.observations, name)
+    except Exception as exc:  # an aid to the answer, never a reason to lose it
+        run.emit({"type": "evidence_error", "error": f"{type(exc).__name__}: {exc}"})
+        return []
