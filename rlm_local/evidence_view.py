@@ -38,19 +38,27 @@ EVIDENCE_WHY = {
 }
 
 
-def describe_evidence(items: list[dict[str, Any]], max_lines: int = 8) -> str:
-    """The evidence as text for a terminal: each item's place, why, turn and first lines."""
+def describe_evidence(items: list[dict[str, Any]], max_lines: int = 8, max_chars: int = 300) -> str:
+    """The evidence as text for a terminal: each item's place, why, turn and first lines, each
+    cut to `max_chars` (--json keeps them whole)."""
     if not items:
         return "Evidence: no passage of the input was linked to the answer."
     blocks = []
     for item in items:
-        turn = item.get("turn")
-        seen = f", turn {turn}" if isinstance(turn, int) else ""
         why = EVIDENCE_WHY.get(str(item.get("why")), str(item.get("why", "")))
         lines = item["text"].splitlines() or [""]
-        shown = lines[:max_lines] + (
+        shown = [line if len(line) <= max_chars else line[:max_chars] + " …" for line in lines]
+        shown = shown[:max_lines] + (
             [f"… {len(lines) - max_lines} more lines"] if len(lines) > max_lines else []
         )
         body = "\n".join(f"    {line}" for line in shown)
-        blocks.append(f"  {evidence_where(item)} ({why}{seen})\n{body}")
+        blocks.append(f"  {evidence_where(item)} ({why}{_seen(item)})\n{body}")
     return "Evidence:\n" + "\n".join(blocks)
+
+
+def _seen(item: dict[str, Any]) -> str:
+    """The turn whose output held the lines: 0 is the first step, which the engine runs."""
+    turn = item.get("turn")
+    if not isinstance(turn, int):
+        return ""
+    return ", first step" if turn == 0 else f", turn {turn}"

@@ -12,6 +12,7 @@ from rlm_local.api import RLM
 from rlm_local.config import load_settings
 from rlm_local.engine import RunOptions, evidence
 from rlm_local.engine.evidence import Observation, Recorder, gather
+from rlm_local.evidence_view import describe_evidence
 from rlm_local.trace import read_trace
 
 LOG = "\n".join(
@@ -132,3 +133,20 @@ def test_a_failure_to_find_evidence_keeps_the_answer(
         e for e in events if e["type"] == "evidence_error"
     ).items()
     assert events[-1]["type"] == "run_end" and events[-1]["answer"] == "blk_77"
+
+
+def test_the_terminal_shows_each_item_s_place_why_and_first_lines_cut() -> None:
+    long_line = "x" * 500
+    first = {"path": "a.log", "line_start": 3, "line_end": 3, "text": long_line, "turn": 0}
+    pages = {"path": "r.pdf", "line_start": 4, "line_end": 15, "page": 2, "turn": 2}
+    items = [
+        {**first, "why": "answer_words"},
+        {**pages, "text": "\n".join("abcdefghijkl"), "why": "computed"},
+    ]
+    shown = describe_evidence(items).splitlines()
+    assert shown[0] == "Evidence:"
+    assert shown[1] == "  a.log:3 (holds the answer's words, first step)"
+    assert shown[2] == "    " + "x" * 300 + " …"
+    assert shown[3].startswith("  r.pdf:4-15 (page 2) (") and shown[3].endswith(", turn 2)")
+    assert shown[4:12] == [f"    {c}" for c in "abcdefgh"] and shown[12] == "    … 4 more lines"
+    assert describe_evidence([]) == "Evidence: no passage of the input was linked to the answer."

@@ -99,6 +99,8 @@ def test_standard_input_s_evidence_is_path_dash_and_shown_on_stderr(home: Path) 
     assert result.returncode == 0, result.stderr
     assert needle.value in result.stdout and "Evidence" not in result.stdout
     assert "Evidence:" in result.stderr and "-:" in result.stderr
+    # Progress names the input's size on one line; the data look's lines are for --verbose.
+    assert text.split("\n", 1)[0][:60] not in result.stderr
 
     answer, evidence = _evidence(_ask(home, needle.question, "-", "--json", stdin=text))
     assert {item["path"] for item in evidence} == {"-"}

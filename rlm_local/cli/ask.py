@@ -58,7 +58,9 @@ class RunProgress:
             self.cached += int(bool(event.get("cached")))
         elif kind == "run_start":
             self.budget = event.get("options") or {}
-            err.print(f"[dim]mode {event['mode']}: {escape(str(event['context']))}[/dim]")
+            look = str(event["context"])  # the data look: its size line, all of it with -v
+            shown = look if self.verbose else look.split("\n", 1)[0]
+            err.print(f"[dim]mode {event['mode']}: {escape(shown)}[/dim]")
         if kind == "cell" and self.verbose:
             _show_cell(event)
         if kind == "read" and self.verbose:
