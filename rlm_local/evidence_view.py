@@ -52,13 +52,14 @@ def describe_evidence(items: list[dict[str, Any]], max_lines: int = 8, max_chars
             [f"… {len(lines) - max_lines} more lines"] if len(lines) > max_lines else []
         )
         body = "\n".join(f"    {line}" for line in shown)
-        blocks.append(f"  {evidence_where(item)} ({why}{_seen(item)})\n{body}")
+        seen = f", {evidence_turn(item)}" if evidence_turn(item) else ""
+        blocks.append(f"  {evidence_where(item)} ({why}{seen})\n{body}")
     return "Evidence:\n" + "\n".join(blocks)
 
 
-def _seen(item: dict[str, Any]) -> str:
+def evidence_turn(item: dict[str, Any]) -> str:
     """The turn whose output held the lines: 0 is the first step, which the engine runs."""
     turn = item.get("turn")
     if not isinstance(turn, int):
         return ""
-    return ", first step" if turn == 0 else f", turn {turn}"
+    return "first step" if turn == 0 else f"turn {turn}"

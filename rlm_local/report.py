@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_local.errors import RlmLocalError
-from rlm_local.evidence_view import EVIDENCE_WHY, evidence_where
+from rlm_local.evidence_view import EVIDENCE_WHY, evidence_turn, evidence_where
 from rlm_local.trace import Cell, NestedRun, RunRecord, SubCall, Turn, describe_timing, load_run
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -234,7 +234,7 @@ class _Page:
         for item in self.run.evidence:
             turn = item.get("turn")
             link = (
-                f' · <a href="#turn-{turn}">{"first step" if turn == 0 else f"turn {turn}"}</a>'
+                f' · <a href="#turn-{turn}">{evidence_turn(item)}</a>'
                 if isinstance(turn, int) and not item.get("depth")
                 else ""
             )

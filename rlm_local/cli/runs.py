@@ -14,7 +14,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from rlm_local.cli.common import count, cut, err, head, out, safe, secs, settings_for
-from rlm_local.evidence_view import EVIDENCE_WHY, evidence_where
+from rlm_local.evidence_view import EVIDENCE_WHY, evidence_turn, evidence_where
 from rlm_local.trace import (
     Read,
     RunRecord,
@@ -225,8 +225,7 @@ def _evidence_node(tree: Tree, run: RunRecord, limit: int | None) -> None:
         return
     node = tree.add(Text("evidence", "bold"))
     for item in run.evidence:
-        turn = item.get("turn")
-        seen = f" · turn {turn}" if isinstance(turn, int) else ""
+        seen = f" · {evidence_turn(item)}" if evidence_turn(item) else ""
         why = EVIDENCE_WHY.get(str(item.get("why")), "")
         place = node.add(Text(f"{safe(evidence_where(item))} · {why}{seen}", "cyan"))
         place.add(Text(cut(item["text"], limit)))
