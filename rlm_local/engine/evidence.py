@@ -119,16 +119,17 @@ class Locator:
         items = {name: context} if isinstance(context, str) else context
         self.files = [_File(path, text) for path, text in items.items()]
 
-    def find(self, fragment: str, hint: str = "", files: list[_File] | None = None) -> _Span | None:
-        """Where the fragment stands (first in a file the hint names), else the fragment without
-        a line number printed before it (`line 78: text`)."""
+    def ordered(self, hint: str, files: list[_File] | None = None) -> list[_File]:
+        """The files (all, or `files`), those whose path the hint names first."""
+        return sorted(self.files if files is None else files, key=lambda f: f.path not in hint)
+
+    def find(self, fragment: str, files: list[_File]) -> _Span | None:
+        """Where the fragment first stands in the files, else the fragment without a line number
+        printed before it (`line 78: text`)."""
         fragment = fragment.strip().strip("…").removeprefix("...").removesuffix("...").strip()
-        ordered = self.files if files is None else files
-        if hint:
-            ordered = sorted(ordered, key=lambda f: f.path not in hint)
-        found = self._first(fragment, ordered)
+        found = self._first(fragment, files)
         if found is None and LABEL.match(fragment):
-            found = self._first(LABEL.sub("", fragment, count=1), ordered)
+            found = self._first(LABEL.sub("", fragment, count=1), files)
         return found
 
     @staticmethod
@@ -174,10 +175,11 @@ def _spans(
     """The observation's fragments located in the input (in `files` if given) that hold one of
     the terms (any fragment, when no terms are given)."""
     found: list[_Span] = []
+    ordered = locator.ordered(observation.text[:2000], files)  # a printed path's file first
     for fragment in _fragments(observation.text):
         if terms and not any(_has_term(fragment, t) for t in terms):
             continue
-        span = locator.find(fragment, hint=observation.text[:2000], files=files)
+        span = locator.find(fragment, ordered)
         if span is not None and span not in found:
             found.append(span)
     return found
@@ -326,7 +328,7 @@ class Recorder:
             self._pending.append(event)
         elif kind == "cell":
             depth, turn = event.get("depth", 0), event.get("turn")
-            self._settle(depth, turn)
+            self._settle(turn)
             self.observations.append(
                 Observation(
                     "printed",
@@ -343,7 +345,7 @@ class Recorder:
         texts = [context] if isinstance(context, str) else list(context.values())
         self.observations += [Observation("input", 0, 1, text) for text in texts]
 
-    def _settle(self, depth: int, turn: int | None) -> None:
+    def _settle(self, turn: int | None) -> None:
         """Sub-calls made below a cell are emitted before it: they belong to that cell."""
         for call in self._pending:
             self.observations.append(
